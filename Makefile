@@ -1,0 +1,61 @@
+# Archway: `make run` starts the archive, `make test` runs the whole suite.
+# Both create .venv and install what they need, so a fresh checkout needs only Python 3.11+.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
+PYTEST_WORKERS ?= 2
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-embedded test-real install lint format bench worker clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall whenever pyproject.toml changes.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev,gpl-codecs]"
+	@touch $@
+
+install: $(STAMP)
+
+## Serve Archway on http://$(HOST):$(PORT) with the embedded defaults (SQLite, var/ blobs, in-process tasks).
+run: $(STAMP)
+	@mkdir -p var
+	@test -f var/secret_key || $(BIN)/python -c "import secrets; print(secrets.token_urlsafe(50))" > var/secret_key
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	$(BIN)/python manage.py ensure_storage
+	$(BIN)/python manage.py bootstrap
+	$(BIN)/uvicorn config.asgi:application --host $(HOST) --port $(PORT) --workers $(WORKERS) \
+		--no-server-header --timeout-graceful-shutdown 30
+
+## The whole suite: the embedded tier, then the real-services tier (PostgreSQL + SeaweedFS S3).
+test: $(STAMP)
+	$(MAKE) --no-print-directory test-embedded
+	$(MAKE) --no-print-directory test-real
+
+test-embedded: $(STAMP)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) -m "not real_services" -p no:cacheprovider
+
+test-real: $(STAMP)
+	ARCHWAY_TEST_TIER=real DATABASE_URL=$(TEST_DATABASE_URL) \
+		$(BIN)/pytest -n $(PYTEST_WORKERS) -m "real_services or both_tiers" -p no:cacheprovider
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+
+## Benchmarks (figures, never pass/fail): see bench/README.md.
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) var/static

@@ -1,0 +1,241 @@
+"""Write one stored instance into the index, inside the caller's transaction.
+
+Study and series rows are locked (``select_for_update``) while their counts and
+latest-wins attributes change, so concurrent stores into one study on PostgreSQL
+serialize on that row instead of losing updates. SQLite serializes writers anyway.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.db.models import Count, Sum
+
+from archive import levels, values
+from archive.models import Instance, Patient, Series, Study
+from archive.reader import InstanceHeader
+from archive.signals import instance_stored
+
+T = {  # tag numbers used below, named once
+    "PatientName": 0x00100010,
+    "PatientID": 0x00100020,
+    "IssuerOfPatientID": 0x00100021,
+    "PatientBirthDate": 0x00100030,
+    "PatientSex": 0x00100040,
+    "StudyDate": 0x00080020,
+    "StudyTime": 0x00080030,
+    "AccessionNumber": 0x00080050,
+    "StudyDescription": 0x00081030,
+    "ReferringPhysicianName": 0x00080090,
+    "StudyID": 0x00200010,
+    "Modality": 0x00080060,
+    "SeriesNumber": 0x00200011,
+    "SeriesDescription": 0x0008103E,
+    "SeriesDate": 0x00080021,
+    "SeriesTime": 0x00080031,
+    "ManufacturerModelName": 0x00081090,
+    "PerformedProcedureStepStartDate": 0x00400244,
+    "PerformedProcedureStepStartTime": 0x00400245,
+    "BodyPartExamined": 0x00180015,
+    "Laterality": 0x00200060,
+    "InstanceNumber": 0x00200013,
+    "Rows": 0x00280010,
+    "Columns": 0x00280011,
+    "BitsAllocated": 0x00280100,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Identifiers:
+    study_uid: str
+    series_uid: str
+    instance_uid: str
+    sop_class_uid: str
+    patient_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class BlobFacts:
+    key: str
+    size: int
+    sha256: str
+    version: int
+
+
+def _patient_fields(meta: dict) -> dict:
+    name = values.person_name(meta, T["PatientName"])
+    return {
+        "patient_name": name,
+        "patient_name_norm": values.normalize_name(name),
+        "patient_birth_date": values.date(meta, T["PatientBirthDate"]),
+        "patient_sex": values.text(meta, T["PatientSex"], 16),
+    }
+
+
+def _study_fields(meta: dict, ids: Identifiers) -> dict:
+    referring = values.person_name(meta, T["ReferringPhysicianName"])
+    return {
+        **_patient_fields(meta),
+        "study_date": values.date(meta, T["StudyDate"]),
+        "study_time": values.time(meta, T["StudyTime"]),
+        "accession_number": values.text(meta, T["AccessionNumber"], 64),
+        "study_description": values.text(meta, T["StudyDescription"], 64),
+        "referring_physician_name": referring,
+        "referring_physician_name_norm": values.normalize_name(referring),
+        "study_id": values.text(meta, T["StudyID"], 16),
+        "attributes": levels.subset(meta, levels.STUDY_TAGS),
+    }
+
+
+def _series_fields(meta: dict) -> dict:
+    return {
+        "modality": values.text(meta, T["Modality"], 16),
+        "series_number": values.integer(meta, T["SeriesNumber"]),
+        "series_description": values.text(meta, T["SeriesDescription"], 64),
+        "series_date": values.date(meta, T["SeriesDate"]),
+        "series_time": values.time(meta, T["SeriesTime"]),
+        "manufacturer_model_name": values.text(meta, T["ManufacturerModelName"], 64),
+        "performed_procedure_step_start_date": values.date(meta, T["PerformedProcedureStepStartDate"]),
+        "performed_procedure_step_start_time": values.time(meta, T["PerformedProcedureStepStartTime"]),
+        "body_part_examined": values.text(meta, T["BodyPartExamined"], 16),
+        "laterality": values.text(meta, T["Laterality"], 16),
+        "attributes": levels.subset(meta, levels.SERIES_TAGS),
+    }
+
+
+def _add_to_set(joined: str, item: str) -> str:
+    items = {value for value in joined.split("\\") if value}
+    if item:
+        items.add(item)
+    return "\\".join(sorted(items))
+
+
+def index_instance(
+    header: InstanceHeader, meta: dict, ids: Identifiers, blob: BlobFacts, *, replace: bool
+) -> tuple[Instance, Instance | None]:
+    """Index one instance; return it and the row it replaced (PUT upsert), if any.
+
+    Must run inside ``transaction.atomic()``. Sends ``instance_stored``.
+    """
+    replaced: Instance | None = None
+    if replace:
+        replaced = Instance.objects.select_for_update().filter(instance_uid=ids.instance_uid).first()
+        if replaced is not None:
+            detach_instance(replaced)
+
+    issuer = values.text(meta, T["IssuerOfPatientID"], 64)
+    patient, created = Patient.objects.get_or_create(
+        patient_id=ids.patient_id, issuer_of_patient_id=issuer, defaults=_patient_fields(meta)
+    )
+    if not created:
+        Patient.objects.filter(pk=patient.pk).update(**_patient_fields(meta))
+
+    study_fields = _study_fields(meta, ids)
+    study, _ = Study.objects.get_or_create(
+        study_uid=ids.study_uid, defaults={**study_fields, "patient": patient}
+    )
+    study = Study.objects.select_for_update().get(pk=study.pk)
+    series_fields = _series_fields(meta)
+    series, series_created = Series.objects.get_or_create(
+        series_uid=ids.series_uid, defaults={**series_fields, "study": study}
+    )
+    series = Series.objects.select_for_update().get(pk=series.pk)
+
+    table = header.frame_table
+    instance = Instance.objects.create(
+        instance_uid=ids.instance_uid,
+        series=series,
+        study=study,
+        sop_class_uid=ids.sop_class_uid,
+        instance_number=values.integer(meta, T["InstanceNumber"]),
+        rows=_positive(values.integer(meta, T["Rows"])),
+        columns=_positive(values.integer(meta, T["Columns"])),
+        bits_allocated=_positive(values.integer(meta, T["BitsAllocated"])),
+        number_of_frames=table.number_of_frames,
+        transfer_syntax_uid=header.transfer_syntax_uid,
+        blob_key=blob.key,
+        size_bytes=blob.size,
+        sha256=blob.sha256,
+        version=blob.version,
+        frame_table=table.as_json(),
+        metadata=meta,
+    )
+
+    # Latest wins for series and study attributes; counts maintained here, not per query.
+    for name, value in series_fields.items():
+        setattr(series, name, value)
+    if series.study_id != study.pk:  # a series re-sent under another study moves with it
+        series.study = study
+    series.number_of_instances += 1
+    series.size_bytes += blob.size
+    series.save()
+
+    for name, value in study_fields.items():
+        setattr(study, name, value)
+    study.patient = patient
+    study.number_of_instances += 1
+    study.size_bytes += blob.size
+    if series_created:
+        study.number_of_series += 1
+    study.modalities_in_study = _add_to_set(study.modalities_in_study, series.modality)
+    study.sop_classes_in_study = _add_to_set(study.sop_classes_in_study, ids.sop_class_uid)
+    study.save()
+
+    instance_stored.send(sender=Instance, instance=instance, replaced=replaced is not None)
+    return instance, replaced
+
+
+def _positive(value: int | None) -> int | None:
+    return value if value is not None and value >= 0 else None
+
+
+def detach_instance(instance: Instance) -> None:
+    """Remove an instance's row and bring its series and study aggregates up to date.
+
+    Empty series and studies are removed with it. Used by PUT upsert (the new version
+    is indexed right after) and by deletion.
+    """
+    transaction_required()
+    series_id, study_id = instance.series_id, instance.study_id
+    instance.delete()
+    series = Series.objects.select_for_update().filter(pk=series_id).first()
+    if series is not None:
+        if not series.instances.exists():
+            series.delete()
+        else:
+            totals = series.instances.aggregate(n=Count("id"), size=Sum("size_bytes"))
+            Series.objects.filter(pk=series_id).update(
+                number_of_instances=totals["n"], size_bytes=totals["size"] or 0
+            )
+    recompute_study(study_id)
+
+
+def recompute_study(study_id: int) -> None:
+    """Recompute a study's counts and modality/SOP class lists from its rows (rare paths only)."""
+    study = Study.objects.select_for_update().filter(pk=study_id).first()
+    if study is None:
+        return
+    totals = Instance.objects.filter(study_id=study_id).aggregate(n=Count("id"), size=Sum("size_bytes"))
+    if not totals["n"]:
+        patient_id = study.patient_id
+        study.delete()
+        if not Study.objects.filter(patient_id=patient_id).exists():
+            Patient.objects.filter(pk=patient_id).delete()
+        return
+    modalities = Series.objects.filter(study_id=study_id).values_list("modality", flat=True).distinct()
+    sop_classes = (
+        Instance.objects.filter(study_id=study_id).values_list("sop_class_uid", flat=True).distinct()
+    )
+    Study.objects.filter(pk=study_id).update(
+        number_of_instances=totals["n"],
+        size_bytes=totals["size"] or 0,
+        number_of_series=Series.objects.filter(study_id=study_id).count(),
+        modalities_in_study="\\".join(sorted({m for m in modalities if m})),
+        sop_classes_in_study="\\".join(sorted(set(sop_classes))),
+    )
+
+
+def transaction_required() -> None:
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("index changes must run inside transaction.atomic()")

@@ -1,0 +1,301 @@
+"""Ingest: validate → sanitize → write blob → index. One instance at a time.
+
+``store()`` never raises for bad data: every outcome, good or bad, is a
+``StoreOutcome`` carrying DICOM failure/warning codes, so one bad part of a STOW
+request cannot fail its neighbours (pynetdicom's ``attempt`` pattern).
+
+Ordering, and why:
+
+1. The header is parsed and the required attributes checked before anything is
+   written, so a rejected instance leaves no trace.
+2. A ``StoreReservation`` row claims the SOP Instance UID (committed on its own). A
+   concurrent store of the same UID hits the unique constraint → 45071; one that
+   arrives after the first committed → 45070. Exactly one wins.
+3. The blob is written (preamble zeroed, SHA-256 computed on the way) under a key
+   unique to this version.
+4. One transaction indexes Patient/Study/Series/Instance and drops the reservation.
+   A failure here deletes the blob. A crash between 3 and 4 leaves an orphan blob and
+   a stale reservation, which ``sweep_orphans`` removes after the grace period — never
+   an index row without its blob.
+
+References: PS3.18 §10.5 (Store Transaction); conformance statement "Store".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from django.db import DatabaseError, IntegrityError, transaction
+
+from archive import storage
+from archive.errors import (
+    DicomError,
+    InstanceExists,
+    InstanceInFlight,
+    InvalidInstance,
+    StorageFailure,
+    StudyMismatch,
+)
+from archive.indexing import BlobFacts, Identifiers, index_instance
+from archive.metadata import instance_json
+from archive.models import Instance, StoreReservation
+from archive.reader import InstanceHeader, read_header
+from archive.status import Status
+from archive.uids import validate_uid
+from archive.validation import check_attributes
+
+logger = logging.getLogger(__name__)
+
+PREAMBLE_LENGTH = 128
+
+
+@dataclass(frozen=True, slots=True)
+class StoreOutcome:
+    """What happened to one instance of a store request."""
+
+    instance_uid: str | None = None
+    sop_class_uid: str | None = None
+    study_uid: str | None = None
+    series_uid: str | None = None
+    failure: int | None = None  # PS3.18 FailureReason, e.g. 45070
+    failure_message: str = ""
+    warnings: tuple[str, ...] = ()  # one message per offending attribute
+    replaced: bool = False
+    size: int = 0
+    instance_id: int | None = field(default=None, compare=False)
+
+    @property
+    def stored(self) -> bool:
+        return self.failure is None
+
+    @property
+    def warning_reason(self) -> int | None:
+        return Status.DATASET_DOES_NOT_MATCH_SOP_CLASS if self.warnings else None
+
+
+def _clean(value: object) -> str:
+    return str(value if value is not None else "").strip("\x00 ")
+
+
+def _identifiers(header: InstanceHeader) -> tuple[Identifiers, list[str]]:
+    """The five required attributes, or InvalidInstance naming every one that is wrong."""
+    ds = header.dataset
+    problems: list[str] = []
+    found: dict[str, str] = {}
+    for keyword, tag in (
+        ("StudyInstanceUID", 0x0020000D),
+        ("SeriesInstanceUID", 0x0020000E),
+        ("SOPInstanceUID", 0x00080018),
+        ("SOPClassUID", 0x00080016),
+    ):
+        try:
+            value = _clean(ds.get(tag).value) if tag in ds else None
+        except Exception:  # unreadable value
+            value = None
+        if value is None:
+            problems.append(f"({tag >> 16:04X},{tag & 0xFFFF:04X}) {keyword} is missing")
+            continue
+        ok, reason = validate_uid(value)
+        if not ok:
+            problems.append(f"({tag >> 16:04X},{tag & 0xFFFF:04X}) {keyword} is invalid: {reason}")
+        found[keyword] = value
+    if 0x00100020 not in ds:
+        problems.append("(0010,0020) PatientID is missing (it may be empty, but must be present)")
+    else:
+        try:
+            patient_id = _clean(ds[0x00100020].value)
+        except Exception:
+            patient_id = ""
+            problems.append("(0010,0020) PatientID cannot be decoded")
+        if len(patient_id) > 64:
+            problems.append(f"(0010,0020) PatientID is {len(patient_id)} characters long (LO allows 64)")
+        elif "\\" in patient_id or any(ord(ch) < 0x20 and ch != "\x1b" for ch in patient_id):
+            problems.append(
+                "(0010,0020) PatientID contains a backslash or control character (not allowed in LO)"
+            )
+        found["PatientID"] = patient_id
+    if problems:
+        raise InvalidInstance("; ".join(problems))
+    ids = Identifiers(
+        study_uid=found["StudyInstanceUID"],
+        series_uid=found["SeriesInstanceUID"],
+        instance_uid=found["SOPInstanceUID"],
+        sop_class_uid=found["SOPClassUID"],
+        patient_id=found["PatientID"],
+    )
+    return ids, []
+
+
+class _SanitizedReader:
+    """Reads a Part 10 stream with its preamble zeroed, hashing what it hands out.
+
+    The preamble may carry anything (a TIFF header, an executable: the "dual personality"
+    attack), so it is never archived (conformance statement, "Preamble Sanitization").
+    """
+
+    def __init__(self, fp: BinaryIO) -> None:
+        fp.seek(0)
+        self._fp = fp
+        self._position = 0
+        self.sha256 = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._fp.read(size)
+        if self._position < PREAMBLE_LENGTH and data:
+            zeroed = min(PREAMBLE_LENGTH - self._position, len(data))
+            data = b"\x00" * zeroed + data[zeroed:]
+        self._position += len(data)
+        self.sha256.update(data)
+        return data
+
+
+def blob_key(ids: Identifiers, version: int) -> str:
+    """Blob key of one version of an instance: unique, readable, grouped by study.
+
+    >>> blob_key(Identifiers("1.2", "1.2.3", "1.2.3.4", "1.2.840.10008.5.1.4.1.1.2", ""), 255)
+    'dicom/1.2/1.2.3/1.2.3.4/ff.dcm'
+    """
+    return f"dicom/{ids.study_uid}/{ids.series_uid}/{ids.instance_uid}/{version:x}.dcm"
+
+
+def _failure(
+    error: DicomError, ids: Identifiers | None = None, header: InstanceHeader | None = None
+) -> StoreOutcome:
+    sop_class = sop_instance = None
+    if ids is not None:
+        sop_class, sop_instance = ids.sop_class_uid, ids.instance_uid
+    elif header is not None:
+        sop_class = _clean(header.dataset.get("SOPClassUID", "")) or None
+        sop_instance = _clean(header.dataset.get("SOPInstanceUID", "")) or None
+    return StoreOutcome(
+        instance_uid=sop_instance,
+        sop_class_uid=sop_class,
+        study_uid=ids.study_uid if ids else None,
+        series_uid=ids.series_uid if ids else None,
+        failure=int(error.status),
+        failure_message=error.message,
+    )
+
+
+def store(file: BinaryIO, *, expected_study_uid: str | None = None, replace: bool = False) -> StoreOutcome:
+    """Archive one Part 10 instance and index it; bad data returns a failure, never raises.
+
+    ``replace=True`` is PUT (upsert): an existing instance with the same SOP Instance
+    UID is replaced and its old blob removed after commit.
+    """
+    started = time.perf_counter()
+    header: InstanceHeader | None = None
+    ids: Identifiers | None = None
+    try:
+        header = read_header(file)
+        ids, _ = _identifiers(header)
+        if expected_study_uid is not None and ids.study_uid != expected_study_uid:
+            raise StudyMismatch(
+                f"StudyInstanceUID {ids.study_uid} does not match the study in the request URL "
+                f"({expected_study_uid})"
+            )
+        warnings = tuple(problem.message for problem in check_attributes(header.dataset))
+        meta = instance_json(header)
+        outcome = _write_and_index(file, header, ids, meta, warnings, replace)
+    except DicomError as error:
+        outcome = _failure(error, ids, header)
+    except Exception:  # a bug must cost one instance, not the request
+        logger.exception(
+            "store failed unexpectedly for %s", ids.instance_uid if ids else "an unreadable part"
+        )
+        outcome = _failure(DicomError("Internal processing failure; see the server log"), ids, header)
+    logger.info(
+        "store %s instance=%s study=%s size=%d failure=%s warnings=%d %.1fms",
+        "replaced" if outcome.replaced else ("ok" if outcome.stored else "failed"),
+        outcome.instance_uid,
+        outcome.study_uid,
+        outcome.size,
+        outcome.failure,
+        len(outcome.warnings),
+        (time.perf_counter() - started) * 1000,
+    )
+    return outcome
+
+
+def _write_and_index(
+    file: BinaryIO,
+    header: InstanceHeader,
+    ids: Identifiers,
+    meta: dict,
+    warnings: tuple[str, ...],
+    replace: bool,
+) -> StoreOutcome:
+    if not replace and Instance.objects.filter(instance_uid=ids.instance_uid).exists():
+        raise InstanceExists(f"Instance {ids.instance_uid} is already stored")
+    version = time.time_ns()
+    key = blob_key(ids, version)
+    try:
+        with transaction.atomic():
+            reservation = StoreReservation.objects.create(instance_uid=ids.instance_uid, blob_key=key)
+    except IntegrityError:
+        if not replace and Instance.objects.filter(instance_uid=ids.instance_uid).exists():
+            raise InstanceExists(f"Instance {ids.instance_uid} is already stored") from None
+        raise InstanceInFlight(
+            f"Instance {ids.instance_uid} is being stored by another request "
+            "(or an interrupted store is awaiting cleanup)"
+        ) from None
+    except DatabaseError as exc:
+        raise StorageFailure(f"The index is unavailable: {exc}") from exc
+
+    blob_written = False
+    try:
+        if not replace and Instance.objects.filter(instance_uid=ids.instance_uid).exists():
+            # The other store committed between our check and our reservation.
+            raise InstanceExists(f"Instance {ids.instance_uid} is already stored")
+        reader = _SanitizedReader(file)
+        try:
+            storage.put(key, reader, size=header.file_size)  # type: ignore[arg-type]
+        except storage.StorageError as exc:
+            raise StorageFailure(f"Blob storage failed: {exc}") from exc
+        blob_written = True
+        blob = BlobFacts(key=key, size=header.file_size, sha256=reader.sha256.hexdigest(), version=version)
+        try:
+            with transaction.atomic():
+                instance, replaced = index_instance(header, meta, ids, blob, replace=replace)
+                StoreReservation.objects.filter(pk=reservation.pk).delete()
+                if replaced is not None:
+                    old_key = replaced.blob_key
+                    transaction.on_commit(lambda: _delete_quietly(old_key))
+        except IntegrityError as exc:
+            raise InstanceExists(f"Instance {ids.instance_uid} is already stored") from exc
+        except DatabaseError as exc:
+            raise StorageFailure(f"The index is unavailable: {exc}") from exc
+    except BaseException:
+        if blob_written:
+            _delete_quietly(key)
+        _release(reservation)
+        raise
+    return StoreOutcome(
+        instance_uid=ids.instance_uid,
+        sop_class_uid=ids.sop_class_uid,
+        study_uid=ids.study_uid,
+        series_uid=ids.series_uid,
+        warnings=warnings,
+        replaced=replaced is not None,
+        size=header.file_size,
+        instance_id=instance.pk,
+    )
+
+
+def _release(reservation: StoreReservation) -> None:
+    try:
+        StoreReservation.objects.filter(pk=reservation.pk).delete()
+    except DatabaseError:
+        logger.warning("could not release reservation for %s; sweep_orphans will", reservation.instance_uid)
+
+
+def _delete_quietly(key: str) -> None:
+    """Delete a blob; a failure only leaves an orphan that sweep_orphans removes later."""
+    try:
+        storage.delete(key)
+    except storage.StorageError:
+        logger.warning("could not delete blob %s; sweep_orphans will", key, exc_info=True)

@@ -1,0 +1,185 @@
+"""The index: Patient → Study → Series → Instance, plus in-flight store reservations.
+
+Search must stay fast as the archive grows, so every attribute the conformance
+statement makes searchable is a real, indexed column (dates as ``DateField``, person
+names also in a normalized upper-case, accent-folded column), and the counts and
+modality lists QIDO returns are maintained at ingest instead of computed per query.
+What a search or metadata response *returns* is kept as DICOM JSON (``attributes`` /
+``metadata``), so responses are built from the index without reading blobs.
+
+Study- and series-level attributes follow "latest wins": the most recently stored
+instance's values replace the previous ones (conformance statement, search notes).
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class Patient(models.Model):
+    """Groups studies by (PatientID, IssuerOfPatientID); demographics are latest-wins.
+
+    PatientID may be empty (the conformance statement allows it), so all studies with
+    an empty PatientID and no issuer share one Patient row; studies keep their own copy
+    of the patient attributes, which is what QIDO returns.
+    """
+
+    patient_id = models.CharField(max_length=64, blank=True)
+    issuer_of_patient_id = models.CharField(max_length=64, blank=True)
+    patient_name = models.CharField(max_length=324, blank=True)
+    patient_name_norm = models.CharField(max_length=324, blank=True)
+    patient_birth_date = models.DateField(null=True, blank=True)
+    patient_sex = models.CharField(max_length=16, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["patient_id", "issuer_of_patient_id"], name="archive_patient_identity"
+            ),
+        ]
+        indexes = [
+            # Admin search by name.
+            models.Index(fields=["patient_name_norm"], name="archive_patient_name_norm"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.patient_name or '(no name)'} [{self.patient_id or 'no ID'}]"
+
+
+class Study(models.Model):
+    study_uid = models.CharField(max_length=64, unique=True)
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="studies")
+
+    # Patient attributes as this study carries them (QIDO study level).
+    patient_name = models.CharField(max_length=324, blank=True)
+    patient_name_norm = models.CharField(max_length=324, blank=True, db_index=True)
+    patient_birth_date = models.DateField(null=True, blank=True, db_index=True)
+    patient_sex = models.CharField(max_length=16, blank=True)
+
+    study_date = models.DateField(null=True, blank=True, db_index=True)
+    study_time = models.TimeField(null=True, blank=True)
+    accession_number = models.CharField(max_length=64, blank=True, db_index=True)
+    study_description = models.CharField(max_length=64, blank=True, db_index=True)
+    referring_physician_name = models.CharField(max_length=324, blank=True)
+    referring_physician_name_norm = models.CharField(max_length=324, blank=True, db_index=True)
+    study_id = models.CharField(max_length=16, blank=True)
+
+    # Maintained at ingest (QIDO computed attributes).
+    modalities_in_study = models.CharField(max_length=512, blank=True)  # backslash-separated, sorted
+    sop_classes_in_study = models.TextField(blank=True)  # backslash-separated, sorted
+    number_of_series = models.PositiveIntegerField(default=0)
+    number_of_instances = models.PositiveIntegerField(default=0)
+    size_bytes = models.BigIntegerField(default=0)
+
+    # Study-level attributes as DICOM JSON (PS3.18 Annex F), for responses.
+    attributes = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)  # newest-first paging
+
+    class Meta:
+        verbose_name_plural = "studies"
+        # The permissions the role groups grant (archive.apps.ROLE_PERMISSIONS).
+        permissions = [
+            ("read_dicom", "Can search and retrieve DICOM (QIDO-RS, WADO-RS)"),
+            ("write_dicom", "Can store DICOM (STOW-RS)"),
+            ("delete_dicom", "Can delete studies, series and instances"),
+            ("manage_worklist", "Can manage UPS-RS workitems"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.study_date or ''} {self.study_description or self.study_uid}".strip()
+
+
+class Series(models.Model):
+    series_uid = models.CharField(max_length=64, unique=True)
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="series")
+
+    modality = models.CharField(max_length=16, blank=True, db_index=True)
+    series_number = models.IntegerField(null=True, blank=True)
+    series_description = models.CharField(max_length=64, blank=True)
+    series_date = models.DateField(null=True, blank=True)
+    series_time = models.TimeField(null=True, blank=True)
+    manufacturer_model_name = models.CharField(max_length=64, blank=True, db_index=True)
+    performed_procedure_step_start_date = models.DateField(null=True, blank=True, db_index=True)
+    performed_procedure_step_start_time = models.TimeField(null=True, blank=True)
+    body_part_examined = models.CharField(max_length=16, blank=True)
+    laterality = models.CharField(max_length=16, blank=True)
+
+    number_of_instances = models.PositiveIntegerField(default=0)
+    size_bytes = models.BigIntegerField(default=0)
+
+    attributes = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "series"
+        indexes = [
+            # Series of a study, newest first (QIDO study's series, admin).
+            models.Index(fields=["study", "-updated_at"], name="archive_series_study_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.modality} {self.series_number or ''} {self.series_description}".strip() or self.series_uid
+        )
+
+
+class Instance(models.Model):
+    instance_uid = models.CharField(max_length=64, unique=True)  # uniqueness is the DB's job (45070)
+    series = models.ForeignKey(Series, on_delete=models.CASCADE, related_name="instances")
+    # Denormalized so a study's instances (WADO study retrieve, study metadata) are one indexed query.
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="instances")
+
+    sop_class_uid = models.CharField(max_length=64, db_index=True)
+    instance_number = models.IntegerField(null=True, blank=True)
+    rows = models.PositiveIntegerField(null=True, blank=True)
+    columns = models.PositiveIntegerField(null=True, blank=True)
+    bits_allocated = models.PositiveSmallIntegerField(null=True, blank=True)
+    number_of_frames = models.PositiveIntegerField(default=0)  # 0 = no pixel data
+    transfer_syntax_uid = models.CharField(max_length=64)
+
+    blob_key = models.CharField(max_length=512, unique=True)
+    size_bytes = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    # Increases with every stored version (PUT upsert replaces the blob under a new key).
+    version = models.BigIntegerField()
+
+    # Where the pixel data and each frame sit in the blob, so a frame is one ranged read.
+    # See archive.reader.FrameTable for the shape.
+    frame_table = models.JSONField(default=dict)
+    # The instance as DICOM JSON; bulk data as relative BulkDataURI placeholders.
+    metadata = models.JSONField(default=dict)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            # Instances of a series in instance-number order (WADO series retrieve, viewer).
+            models.Index(fields=["series", "instance_number"], name="archive_instance_series_order"),
+            models.Index(fields=["study", "series"], name="archive_instance_study_series"),
+        ]
+
+    def __str__(self) -> str:
+        return self.instance_uid
+
+
+class StoreReservation(models.Model):
+    """Claims an instance UID while its blob is written, before the index row exists.
+
+    Inserted (and committed) before the blob write and removed in the transaction that
+    indexes the instance. A second concurrent store of the same UID hits the unique
+    constraint and answers 45071 ("being created by another process"). A reservation
+    left by a crash is removed by ``sweep_orphans`` after the grace period, together
+    with its orphan blob — exactly the conformance statement's wording for 45071.
+    """
+
+    instance_uid = models.CharField(max_length=64, unique=True)
+    blob_key = models.CharField(max_length=512)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    def __str__(self) -> str:
+        return f"reservation {self.instance_uid}"

@@ -1,0 +1,158 @@
+"""STOW-RS: ``POST``/``PUT`` ``/studies`` and ``/studies/{study}`` (PS3.18 §10.5).
+
+The body is read as a stream — one multipart part at a time, each spooled to a
+temporary file (memory-bounded whatever the size) and handed to ``archive.ingest``
+before the next is read. PUT is the conformance statement's upsert.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Iterator
+
+from django.conf import settings
+from rest_framework.exceptions import ParseError, UnsupportedMediaType
+from rest_framework.response import Response
+
+from archive.ingest import StoreOutcome, store
+from dicomweb import multipart
+from dicomweb.media import DICOM, MULTIPART_RELATED, MediaTypeError, parse_content_type
+from dicomweb.renderers import DicomJsonRenderer, PlainJsonRenderer
+from dicomweb.views.base import DicomWebView, base_url, check_uid
+
+logger = logging.getLogger(__name__)
+
+
+class _Stream:
+    """Reads the request body; counts bytes so a chunked body is held to the size limit."""
+
+    def __init__(self, request, limit: int) -> None:
+        self._request = request
+        self.limit = limit
+        self.read_bytes = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._request.read(size)
+        self.read_bytes += len(data)
+        if self.read_bytes > self.limit:
+            raise multipart.BodyTooLarge(f"Request body exceeds the maximum of {self.limit} bytes")
+        return data
+
+
+def _single_part(stream: _Stream) -> Iterator[multipart.Part]:
+    spool = tempfile.SpooledTemporaryFile(max_size=settings.ARCHWAY_SPOOL_MEMORY_BYTES)  # noqa: SIM115
+    size = 0
+    try:
+        while chunk := stream.read(1 << 20):
+            spool.write(chunk)
+            size += len(chunk)
+        if size == 0:
+            return
+        spool.seek(0)
+        yield multipart.Part(headers={"content-type": DICOM}, file=spool, size=size)  # type: ignore[arg-type]
+    finally:
+        spool.close()
+
+
+def request_parts(request) -> Iterator[multipart.Part]:
+    """The DICOM parts of a STOW request body, one at a time; 415/400/413 as due."""
+    django_request = request._request
+    limit = settings.ARCHWAY_MAX_STOW_BYTES
+    declared = django_request.META.get("CONTENT_LENGTH") or ""
+    if declared.isdigit() and int(declared) > limit:
+        raise multipart.BodyTooLarge(f"Request body of {declared} bytes exceeds the maximum of {limit} bytes")
+    try:
+        content_type = parse_content_type(django_request.META.get("CONTENT_TYPE"))
+    except MediaTypeError as exc:
+        raise UnsupportedMediaType(
+            django_request.META.get("CONTENT_TYPE", ""), detail=f"Bad Content-Type: {exc}"
+        ) from exc
+    stream = _Stream(django_request, limit)
+    if content_type is None:
+        raise UnsupportedMediaType(
+            "", detail='A Content-Type is required: multipart/related; type="application/dicom".'
+        )
+    if content_type.mime == DICOM:
+        return _single_part(stream)
+    if content_type.mime == MULTIPART_RELATED:
+        part_type = content_type.params.get("type", DICOM).lower()
+        if part_type != DICOM:
+            raise UnsupportedMediaType(
+                str(content_type),
+                detail=f'multipart/related with type="{part_type}" is not supported; '
+                'use type="application/dicom".',
+            )
+        boundary = content_type.params.get("boundary")
+        if not boundary:
+            raise ParseError("multipart/related Content-Type has no boundary parameter.")
+        return multipart.iter_parts(
+            stream,
+            boundary,
+            spool_memory_bytes=settings.ARCHWAY_SPOOL_MEMORY_BYTES,
+            spool_dir=settings.FILE_UPLOAD_TEMP_DIR,
+        )
+    raise UnsupportedMediaType(
+        content_type.mime,
+        detail=f"Content-Type {content_type.mime} is not supported; "
+        'use multipart/related; type="application/dicom" or application/dicom.',
+    )
+
+
+def _part_outcome(part: multipart.Part, study_uid: str | None, replace: bool) -> StoreOutcome:
+    part_type = (part.content_type or DICOM).split(";")[0].strip().lower()
+    if part_type not in (DICOM, "application/octet-stream"):
+        return StoreOutcome(
+            failure=0x0110, failure_message=f"Part Content-Type {part_type} is not application/dicom"
+        )
+    return store(part.file, expected_study_uid=study_uid, replace=replace)
+
+
+class StoreView(DicomWebView):
+    renderer_classes = [DicomJsonRenderer, PlainJsonRenderer]
+    required_permissions = {"POST": "write", "PUT": "write"}
+
+    def post(self, request, study_uid: str | None = None):
+        return self._store(request, study_uid, replace=False)
+
+    def put(self, request, study_uid: str | None = None):
+        return self._store(request, study_uid, replace=True)
+
+    def _store(self, request, study_uid: str | None, *, replace: bool) -> Response:
+        if study_uid is not None:
+            check_uid(study_uid, "StudyInstanceUID")
+        root = base_url(request)
+        outcomes: list[StoreOutcome] = []
+        try:
+            for part in request_parts(request):
+                outcomes.append(_part_outcome(part, study_uid, replace))
+        except multipart.BodyTooLarge:
+            raise
+        except multipart.MultipartError as exc:
+            if not outcomes:
+                raise
+            # Parts already stored stay stored; the response must say exactly which.
+            outcomes.append(
+                StoreOutcome(
+                    failure=0x0110,
+                    failure_message=f"The request body is malformed after part {len(outcomes)} ({exc}); "
+                    "nothing after that part was stored",
+                )
+            )
+        if not outcomes:
+            return Response(status=204)
+        status, dataset = self._response(outcomes, root, study_uid)
+        return Response(dataset, status=status)
+
+    @staticmethod
+    def _response(outcomes: list[StoreOutcome], root: str, study_uid: str | None) -> tuple[int, dict]:
+        from dicomweb.responses import store_response
+
+        return store_response(
+            outcomes,
+            study_url=lambda uid: f"{root}/studies/{uid}",
+            instance_url=lambda o: (
+                f"{root}/studies/{o.study_uid}/series/{o.series_uid}/instances/{o.instance_uid}"
+            ),
+            request_study_uid=study_uid,
+        )
