@@ -1,0 +1,1 @@
+"""Archway benchmarks: figures, never pass/fail. Run ``python -m bench.run`` (see README.md)."""
