@@ -150,3 +150,32 @@ def parse_content_type(header: str | None) -> MediaType | None:
     if header is None or not header.strip():
         return None
     return MediaType.parse(header)
+
+
+# Compressed frame media types and the transfer syntaxes they carry (PS3.18 Table 8.7.3-5);
+# the first syntax of each is the default when no transfer-syntax parameter is given.
+FRAME_MEDIA_TYPES: dict[str, tuple[str, ...]] = {
+    "image/jpeg": (
+        "1.2.840.10008.1.2.4.50",
+        "1.2.840.10008.1.2.4.51",
+        "1.2.840.10008.1.2.4.57",
+        "1.2.840.10008.1.2.4.70",
+    ),
+    "image/jls": ("1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"),
+    "image/jp2": ("1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"),
+    "image/jpx": ("1.2.840.10008.1.2.4.92", "1.2.840.10008.1.2.4.93"),
+    "image/jphc": ("1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203"),
+    "image/x-dicom-rle": ("1.2.840.10008.1.2.5",),
+}
+# Syntaxes whose frames are native pixel bytes.
+NATIVE_SYNTAXES = frozenset(
+    {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"}
+)
+
+
+def frame_media_type(transfer_syntax: str) -> str:
+    """The media type a frame in ``transfer_syntax`` is sent as."""
+    for media, syntaxes in FRAME_MEDIA_TYPES.items():
+        if transfer_syntax in syntaxes:
+            return media
+    return OCTET_STREAM

@@ -30,5 +30,6 @@ def test_store_lands_in_the_s3_bucket(api, seaweedfs):
     key = Instance.objects.get(instance_uid=ds.SOPInstanceUID).blob_key
     # Read the object straight from SeaweedFS with boto3, bypassing Archway.
     location = backend.location.strip("/")
-    body = seaweedfs.client().get_object(Bucket=seaweedfs.bucket, Key=f"{location}/{key}" if location else key)
+    object_key = f"{location}/{key}" if location else key
+    body = seaweedfs.client().get_object(Bucket=seaweedfs.bucket, Key=object_key)
     assert body["Body"].read() == b"\x00" * 128 + data[128:]
