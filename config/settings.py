@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "corsheaders",
     "rest_framework",
     "rest_framework.authtoken",
     "archive",
@@ -86,6 +87,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -224,6 +226,18 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "dicomweb.exceptions.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
+
+# --- CORS (browser viewers on another origin) ---------------------------------------------
+# Comma-separated origins, e.g. "https://viewer.example.org"; "*" allows any origin (bearer
+# tokens only; cookies are never sent cross-origin with "*").
+_cors_origins = env_list("ARCHWAY_CORS_ALLOWED_ORIGINS")
+CORS_ALLOW_ALL_ORIGINS = _cors_origins == ["*"]
+CORS_ALLOWED_ORIGINS = [] if CORS_ALLOW_ALL_ORIGINS else _cors_origins
+CORS_URLS_REGEX = r"^/dicomweb/.*$"
+CORS_EXPOSE_HEADERS = ["Content-Type", "Content-Length", "Content-Location", "Content-Range", "ETag",
+                       "Location", "Warning", "Accept-Ranges"]
+CORS_ALLOW_HEADERS = ["accept", "authorization", "content-type", "if-none-match", "range", "x-requested-with"]
+CORS_PREFLIGHT_MAX_AGE = 86400
 
 # --- Celery ---------------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL")

@@ -8,6 +8,7 @@ from dicomweb.converters import UIDConverter
 from dicomweb.views.dispatch import by_method
 from dicomweb.views.retrieve import BulkDataView, FramesView, InstancesView, MetadataView
 from dicomweb.views.store import StoreView
+from dicomweb.views.wadouri import WadoUriView
 
 register_converter(UIDConverter, "uid")
 
@@ -21,6 +22,7 @@ SERIES = "studies/<uid:study_uid>/series/<uid:series_uid>"
 INSTANCE = f"{SERIES}/instances/<uid:instance_uid>"
 
 urlpatterns = [
+    path("wado", by_method(get=WadoUriView.as_view()), name="wado-uri"),
     path("studies", by_method(post=store, put=store), name="studies"),
     path("studies/<uid:study_uid>", by_method(get=instances, post=store, put=store), name="study"),
     path("studies/<uid:study_uid>/metadata", by_method(get=metadata), name="study-metadata"),

@@ -123,7 +123,7 @@ class Row:
         return f"{root}/studies/{self.study_uid}/series/{self.series_uid}/instances/{self.instance_uid}"
 
 
-def _rows(
+def resolve_rows(
     study_uid: str, series_uid: str | None, instance_uid: str | None, *, metadata: bool = False
 ) -> list[Row]:
     fields = [
@@ -169,7 +169,9 @@ def _with_syntax(media: str, transfer_syntax: str | None) -> str:
     return f"{media}; transfer-syntax={transfer_syntax}" if transfer_syntax else media
 
 
-def _stream(body: Iterable[bytes] | Any, content_type: str, *, status: int = 200, length: int | None = None):
+def stream_response(
+    body: Iterable[bytes] | Any, content_type: str, *, status: int = 200, length: int | None = None
+):
     response = StreamingHttpResponse(async_chunks(body), content_type=content_type, status=status)
     if length is not None:
         response["Content-Length"] = str(length)
@@ -207,7 +209,7 @@ class TranscodePlan:
         return None
 
 
-def _instance_body(row: Row, plan: TranscodePlan) -> Iterator[bytes]:
+def instance_body(row: Row, plan: TranscodePlan) -> Iterator[bytes]:
     """The Part 10 bytes of one instance in the planned syntax (streamed from storage)."""
     if not plan.needs_transcode(row):
         with storage.open_stream(row.blob_key, chunk_size=CHUNK) as stream:
@@ -224,7 +226,7 @@ def _instance_body(row: Row, plan: TranscodePlan) -> Iterator[bytes]:
         output.close()
 
 
-def _transcode_now(row: Row, plan: TranscodePlan):
+def transcode_now(row: Row, plan: TranscodePlan):
     from rendering.transcode import TranscodeError, transcode_instance
 
     try:
@@ -234,7 +236,7 @@ def _transcode_now(row: Row, plan: TranscodePlan):
         raise NotAcceptable(f"Cannot return {row.instance_uid} in {plan.target}: {exc}") from exc
 
 
-def _read_closing(file) -> Iterator[bytes]:
+def read_closing(file) -> Iterator[bytes]:
     try:
         while chunk := file.read(CHUNK):
             yield chunk
@@ -250,13 +252,13 @@ def _transcoded_parts(
         if plan.needs_transcode(row):
             # Transcode before the part header is written, so a failure skips the part cleanly.
             try:
-                data = list(_instance_body(row, plan))
+                data = list(instance_body(row, plan))
             except Exception as exc:
                 logger.warning("retrieve: skipping %s, transcoding failed: %s", row.instance_uid, exc)
                 continue
             yield headers, data
         else:
-            yield headers, _instance_body(row, plan)
+            yield headers, instance_body(row, plan)
 
 
 class InstancesView(DicomWebView):
@@ -270,7 +272,7 @@ class InstancesView(DicomWebView):
     def get(self, request, study_uid: str, series_uid: str | None = None, instance_uid: str | None = None):
         _check_path(study_uid, series_uid, instance_uid)
         choice: Choice = request.dicom_choice
-        rows = _rows(study_uid, series_uid, instance_uid)
+        rows = resolve_rows(study_uid, series_uid, instance_uid)
         plan = TranscodePlan(choice.transfer_syntax or EXPLICIT_VR_LE)
         root = base_url(request)
         problems = {row.instance_uid: problem for row in rows if (problem := plan.problem(row))}
@@ -282,14 +284,14 @@ class InstancesView(DicomWebView):
             (row,) = rows
             if plan.needs_transcode(row):
                 # Transcode now, before the response starts: a failure must be a 406.
-                spooled = _transcode_now(row, plan)
+                spooled = transcode_now(row, plan)
                 length = spooled.seek(0, 2)
                 spooled.seek(0)
-                body = _read_closing(spooled)
+                body = read_closing(spooled)
             else:
                 length, body = row.size, None
-            response = _stream(
-                body if body is not None else (lambda: _instance_body(row, plan)),
+            response = stream_response(
+                body if body is not None else (lambda: instance_body(row, plan)),
                 _with_syntax(DICOM, plan.actual(row)),
                 length=length,
             )
@@ -297,7 +299,7 @@ class InstancesView(DicomWebView):
             return response
         included = [row for row in rows if row.instance_uid not in problems]
         boundary = multipart.new_boundary()
-        response = _stream(
+        response = stream_response(
             lambda: multipart.encode_parts(_transcoded_parts(included, plan, root), boundary),
             _multipart_type(DICOM, boundary),
         )
@@ -408,7 +410,7 @@ class FramesView(DicomWebView):
         _check_path(study_uid, series_uid, instance_uid)
         numbers = parse_frame_list(frames)
         choice: Choice = request.dicom_choice
-        (row,) = _rows(study_uid, series_uid, instance_uid, metadata=True)
+        (row,) = resolve_rows(study_uid, series_uid, instance_uid, metadata=True)
         table = row.frame_table
         count = int(table.get("number_of_frames", 0) or 0)
         if table.get("kind", "none") == "none" or count == 0:
@@ -440,7 +442,7 @@ class FramesView(DicomWebView):
                 yield headers, [data]
 
         # Frames are read before each part is written (a failed decode ends the body early).
-        return _stream(
+        return stream_response(
             lambda: multipart.encode_parts(parts(), boundary), _multipart_type(choice.media_type, boundary)
         )
 
@@ -611,7 +613,7 @@ class BulkDataView(DicomWebView):
     def get(self, request, study_uid: str, series_uid: str, instance_uid: str, path: str):
         _check_path(study_uid, series_uid, instance_uid)
         choice: Choice = request.dicom_choice
-        (row,) = _rows(study_uid, series_uid, instance_uid, metadata=True)
+        (row,) = resolve_rows(study_uid, series_uid, instance_uid, metadata=True)
         pieces = _split_bulk_path(path)
         if not pieces:
             raise NotFound("Empty bulk data path.")
@@ -643,7 +645,7 @@ class BulkDataView(DicomWebView):
                     [data],
                 )
 
-        return _stream(
+        return stream_response(
             lambda: multipart.encode_parts(parts(), boundary), _multipart_type(OCTET_STREAM, boundary)
         )
 
@@ -667,7 +669,7 @@ class BulkDataView(DicomWebView):
                 body_iter: Iterable[bytes] = [bytes(located[start:end])]  # type: ignore[index]
             else:
                 body_iter = storage.open_stream(row.blob_key, start=offset + start, end=offset + end)
-            response = _stream(
+            response = stream_response(
                 lambda: multipart.encode_parts([({"Content-Type": OCTET_STREAM}, body_iter)], boundary),
                 _multipart_type(OCTET_STREAM, boundary),
                 status=status,
@@ -675,7 +677,7 @@ class BulkDataView(DicomWebView):
         elif offset is None:
             response = HttpResponse(bytes(located[start:end]), content_type=OCTET_STREAM, status=status)  # type: ignore[index]
         else:
-            response = _stream(
+            response = stream_response(
                 lambda: storage.open_stream(
                     row.blob_key, start=offset + start, end=offset + end, chunk_size=CHUNK
                 ),
