@@ -24,6 +24,7 @@ References: PS3.18 §10.5 (Store Transaction); conformance statement "Store".
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import time
 from dataclasses import dataclass, field
@@ -130,6 +131,68 @@ def _identifiers(header: InstanceHeader) -> tuple[Identifiers, list[str]]:
     return ids, []
 
 
+class _PrefixedFile(io.RawIOBase):
+    """``prefix`` followed by ``fp``'s bytes, as one seekable file (no copying)."""
+
+    def __init__(self, prefix: bytes, fp: BinaryIO) -> None:
+        super().__init__()
+        self._prefix = prefix
+        self._fp = fp
+        fp.seek(0, io.SEEK_END)
+        self._size = len(prefix) + fp.tell()
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        wanted = len(buffer)
+        out = b""
+        if self._pos < len(self._prefix):
+            out = self._prefix[self._pos : self._pos + wanted]
+        rest = wanted - len(out)
+        if rest > 0:
+            self._fp.seek(max(0, self._pos + len(out) - len(self._prefix)))
+            out += self._fp.read(rest)
+        buffer[: len(out)] = out
+        self._pos += len(out)
+        return len(out)
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            size = self._size - self._pos
+        buffer = bytearray(max(0, min(size, self._size - self._pos)))
+        count = self.readinto(buffer)
+        return bytes(buffer[:count])
+
+
+def as_part10(fp: BinaryIO) -> BinaryIO:
+    """The stream as a Part 10 file; a File Meta group without preamble gets one.
+
+    Some writers (pydicom's ``dcmwrite`` without ``enforce_file_format``, which
+    dicomweb-client uses) emit the File Meta Information without the 128-byte preamble
+    and ``DICM`` prefix. Lenient on input, strict on output: such a stream is archived
+    as proper Part 10 (zero preamble + ``DICM`` + the bytes as received).
+    """
+    fp.seek(0)
+    head = fp.read(132)
+    fp.seek(0)
+    if head[128:132] != b"DICM" and head[:2] == b"\x02\x00" and head[3:4] == b"\x00":
+        return _PrefixedFile(b"\x00" * PREAMBLE_LENGTH + b"DICM", fp)  # type: ignore[return-value]
+    return fp
+
+
 class _SanitizedReader:
     """Reads a Part 10 stream with its preamble zeroed, hashing what it hands out.
 
@@ -191,6 +254,7 @@ def store(file: BinaryIO, *, expected_study_uid: str | None = None, replace: boo
     header: InstanceHeader | None = None
     ids: Identifiers | None = None
     try:
+        file = as_part10(file)
         header = read_header(file)
         ids, _ = _identifiers(header)
         if expected_study_uid is not None and ids.study_uid != expected_study_uid:

@@ -533,3 +533,27 @@ def test_every_bundled_file_is_stored_byte_exact_or_rejected_for_a_required_attr
         assert value(failure, "00081197") == 43264
         assert problem in failure["00741048"]["Value"][0]["00000902"]["Value"][0]
         assert Instance.objects.count() == 0
+
+
+def test_file_meta_without_preamble_is_archived_as_part10(api):
+    ds = make_dataset()
+    data = to_part10(ds)[128 + 4 :]  # File Meta group first: no preamble, no DICM
+    response = api.post("/dicomweb/studies", content=data, headers={"Content-Type": "application/dicom"})
+    assert response.status_code == 200, response.text
+    assert stored_bytes(ds.SOPInstanceUID) == b"\x00" * 128 + b"DICM" + data
+    row = Instance.objects.get(instance_uid=ds.SOPInstanceUID)
+    assert row.size_bytes == len(data) + 132
+    assert storage.read_range(row.blob_key, row.frame_table["offset"], 16) == ds.PixelData[:16]
+
+
+def test_dataset_without_file_meta_fails_with_272(api):
+    ds = make_dataset()
+    import io
+
+    buffer = io.BytesIO()
+    ds.save_as(buffer, implicit_vr=False, little_endian=True)  # no preamble, no File Meta
+    response = api.post(
+        "/dicomweb/studies", content=buffer.getvalue(), headers={"Content-Type": "application/dicom"}
+    )
+    assert response.status_code == 409
+    assert value(failed(response.json())[0], "00081197") == 272
