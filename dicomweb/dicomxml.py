@@ -80,6 +80,7 @@ PN_COMPONENTS = ("FamilyName", "GivenName", "MiddleName", "NamePrefix", "NameSuf
 
 # Code points XML 1.0 forbids outright (section 2.2 "Char"); see the module docstring.
 _ILLEGAL_XML_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_ILLEGAL_C0_BYTES = bytes(byte for byte in range(0x20) if byte not in (0x09, 0x0A, 0x0D))
 _ODD_HEX_DIGITS = frozenset("13579BDFbdf")
 _HEX8 = re.compile(r"[0-9A-Fa-f]{8}")
 _INT_TEXT = re.compile(r"[+-]?[0-9]+")
@@ -149,11 +150,11 @@ def _open_public(key: str, vr: str) -> str:
     return opening
 
 
-def _creator_of(dataset: dict[str, Any], group: int, block: int) -> str | None:
+def _creator_of(dataset: dict[str, Any], creator_key: str) -> str | None:
     """The value of Private Creator (gggg,00xx) in ``dataset``, if it is there and non-empty."""
-    element = dataset.get(f"{group:04X}00{block:02X}")
+    element = dataset.get(creator_key)
     if element is None:
-        element = dataset.get(f"{group:04x}00{block:02x}")
+        element = dataset.get(creator_key.upper())
     if not isinstance(element, dict):
         return None
     values = element.get("Value")
@@ -162,9 +163,39 @@ def _creator_of(dataset: dict[str, Any], group: int, block: int) -> str | None:
     return values[0]
 
 
+# (JSON key, vr, creator) -> the opening of a private data element written as gggg00ee.
+_PRIVATE_CACHE: dict[tuple[str, str, str], str] = {}
+
+
+def _open_private(key: str, vr: str, creator: str) -> str:
+    """``<DicomAttribute tag="gggg00ee" vr=.. privateCreator=..`` (PS3.19 A.1.5; cached)."""
+    opening = _PRIVATE_CACHE.get((key, vr, creator))
+    if opening is None:
+        tag = _tag_of(key)
+        if vr not in VRS:
+            raise DicomXmlError(f"DicomAttribute {key.upper()}: unknown vr {vr!r}")
+        opening = (
+            f'<DicomAttribute tag="{tag >> 16:04X}00{tag & 0xFF:02X}" vr="{vr}" '
+            f'privateCreator="{_escape_attribute(creator)}"'
+        )
+        if len(_PRIVATE_CACHE) >= _OPEN_CACHE_LIMIT:
+            _PRIVATE_CACHE.clear()
+        _PRIVATE_CACHE[(key, vr, creator)] = opening
+    return opening
+
+
+def _sorted_keys(dataset: dict[str, Any]) -> list[str]:
+    # Upper-case hex sorts like the number it spells; tolerate lower-case keys from elsewhere.
+    try:
+        return sorted(dataset, key=str.upper)
+    except TypeError:
+        raise DicomXmlError("a data set key is not a string tag") from None
+
+
 def _encode_dataset(dataset: dict[str, Any], out: list[str]) -> None:
     append = out.append
-    for key in sorted(dataset, key=_upper):
+    creators: dict[str, str | None] = {}  # creator key (gggg00xx) -> its value, for this data set
+    for key in _sorted_keys(dataset):
         element = dataset[key]
         if not isinstance(element, dict):
             raise DicomXmlError(f"DicomAttribute {key}: expected a JSON object, got {type(element).__name__}")
@@ -175,38 +206,34 @@ def _encode_dataset(dataset: dict[str, Any], out: list[str]) -> None:
             vr = vr[:]  # pydicom's VR enum (a str subclass) as a plain str
         if key[4:] == "0000":
             continue  # group length: PS3.19 A.1.1 excludes it
-        opening = None
-        if key[3] in _ODD_HEX_DIGITS:
-            tag = _tag_of(key)
-            if tag & 0xFFFF >= 0x1000:
-                # A private data element (gggg,xxee) of block xx: name the block's creator.
-                creator = _creator_of(dataset, tag >> 16, (tag >> 8) & 0xFF)
-                if creator is not None:
-                    if vr not in VRS:
-                        raise DicomXmlError(f"DicomAttribute {key.upper()}: unknown vr {vr!r}")
-                    opening = (
-                        f'<DicomAttribute tag="{tag >> 16:04X}00{tag & 0xFF:02X}" vr="{vr}" '
-                        f'privateCreator="{_escape_attribute(creator)}"'
-                    )
-        if opening is None:
+        if key[3] in _ODD_HEX_DIGITS and key[4] != "0":
+            # A private data element (gggg,xxee), block xx >= 0x10: name the block's creator.
+            creator_key = f"{key[:4]}00{key[4:6]}"
+            if creator_key in creators:
+                creator = creators[creator_key]
+            else:
+                creator = creators[creator_key] = _creator_of(dataset, creator_key)
+            opening = _open_public(key, vr) if creator is None else _open_private(key, vr, creator)
+        else:
             opening = _open_public(key, vr)
 
-        if "BulkDataURI" in element:
-            uri = element["BulkDataURI"]
-            append(f'{opening}><BulkData uri="{_escape_attribute(str(uri))}"/></DicomAttribute>')
-            continue
-        if "InlineBinary" in element:
-            append(
-                f"{opening}><InlineBinary>{_escape_text(str(element['InlineBinary']))}</InlineBinary>"
-                "</DicomAttribute>"
-            )
-            continue
         values = element.get("Value")
         if not values:
-            append(opening + "/>")
+            if "BulkDataURI" in element:
+                uri = _escape_attribute(str(element["BulkDataURI"]))
+                append(f'{opening}><BulkData uri="{uri}"/></DicomAttribute>')
+            elif "InlineBinary" in element:
+                encoded = _escape_text(str(element["InlineBinary"]))
+                append(f"{opening}><InlineBinary>{encoded}</InlineBinary></DicomAttribute>")
+            else:
+                append(opening + "/>")
             continue
-        if not isinstance(values, list | tuple):
+        if type(values) is not list and not isinstance(values, list | tuple):
             raise DicomXmlError(f"DicomAttribute {key}: Value must be a JSON array")
+        if len(values) == 1 and type(values[0]) is str and values[0] and vr != "PN" and vr != "SQ":
+            # The commonest case by far (one string value): one append, no loop.
+            append(f'{opening}><Value number="1">{_escape_text(values[0])}</Value></DicomAttribute>')
+            continue
         append(opening + ">")
         if vr == "SQ":
             for number, item in enumerate(values, 1):
@@ -243,11 +270,6 @@ def _encode_dataset(dataset: dict[str, Any], out: list[str]) -> None:
         append("</DicomAttribute>")
 
 
-def _upper(key: str) -> str:
-    # Upper-case hex sorts like the number it spells; tolerate lower-case keys from elsewhere.
-    return key.upper() if type(key) is str else str(key)
-
-
 def _encode_person_name(key: str, number: int, name: Any, out: list[str]) -> None:
     if isinstance(name, str):  # not Archway's shape, but a plain PN string is unambiguous
         name = {group: text for group, text in zip(PN_GROUPS, name.split("="), strict=False) if text}
@@ -278,7 +300,25 @@ def json_to_xml(dataset: dict[str, Any]) -> bytes:
     out = [_DECLARATION, _ROOT_OPEN]
     _encode_dataset(dataset, out)
     out.append(_ROOT_CLOSE)
-    return _ILLEGAL_XML_CHARS.sub("\ufffd", "".join(out)).encode("utf-8")
+    return _well_formed_utf8("".join(out))
+
+
+def _well_formed_utf8(text: str) -> bytes:
+    """``text`` as UTF-8 with every character XML 1.0 forbids replaced by U+FFFD.
+
+    The markup never contains such characters, so one pass over the whole document
+    replaces exactly the offending characters of values. The common case (nothing to
+    replace) is checked on the encoded bytes, several times faster than a regex scan.
+    """
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate
+        return _ILLEGAL_XML_CHARS.sub("\ufffd", text).encode("utf-8")
+    if len(data.translate(None, _ILLEGAL_C0_BYTES)) != len(data) or (
+        not text.isascii() and ("\ufffe" in text or "\uffff" in text)
+    ):
+        return _ILLEGAL_XML_CHARS.sub("\ufffd", text).encode("utf-8")
+    return data
 
 
 def datasets_to_xml_parts(datasets: Iterable[dict[str, Any]]) -> Iterator[bytes]:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from django.urls import path, register_converter
+from django.urls import path, re_path, register_converter
 
 from dicomweb.converters import UIDConverter
-from dicomweb.views.dispatch import by_method
+from dicomweb.views.dispatch import by_method, unknown_resource
 from dicomweb.views.retrieve import BulkDataView, FramesView, InstancesView, MetadataView
 from dicomweb.views.store import StoreView
 from dicomweb.views.wadouri import WadoUriView
@@ -32,4 +32,5 @@ urlpatterns = [
     path(f"{INSTANCE}/metadata", by_method(get=metadata), name="instance-metadata"),
     path(f"{INSTANCE}/frames/<str:frames>", by_method(get=FramesView.as_view()), name="instance-frames"),
     path(f"{INSTANCE}/bulkdata/<path:path>", by_method(get=BulkDataView.as_view()), name="instance-bulkdata"),
+    re_path(r"^.*$", unknown_resource),
 ]

@@ -27,3 +27,9 @@ def by_method(**views: Callable[..., HttpResponse]) -> Callable[..., HttpRespons
         return handler(request, *args, **kwargs)
 
     return dispatch
+
+
+@csrf_exempt
+def unknown_resource(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+    """Any path under /dicomweb/ that names no resource: a JSON 404, not Django's HTML page."""
+    return JsonResponse({"detail": f"No DICOMweb resource at {request.path}."}, status=404)

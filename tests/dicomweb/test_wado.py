@@ -23,12 +23,16 @@ def parts_of(response) -> list[multipart.Part]:
     boundary = content_type.split("boundary=")[1].split(";")[0].strip('"')
     found = []
     for part in multipart.iter_parts(io.BytesIO(response.content), boundary):
-        found.append(multipart.Part(headers=dict(part.headers), file=io.BytesIO(part.file.read()), size=part.size))
+        found.append(
+            multipart.Part(headers=dict(part.headers), file=io.BytesIO(part.file.read()), size=part.size)
+        )
     return found
 
 
 def instance_path(ds) -> str:
-    return f"/dicomweb/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+    return (
+        f"/dicomweb/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+    )
 
 
 @pytest.fixture
@@ -36,7 +40,10 @@ def stored(api):
     """A study with two series (3 + 1 instances) and a 4-frame instance."""
     study_uid = new_uid()
     series_uid = new_uid()
-    datasets = [make_dataset(study_uid=study_uid, series_uid=series_uid, InstanceNumber=n, pixel_seed=n) for n in (1, 2, 3)]
+    datasets = [
+        make_dataset(study_uid=study_uid, series_uid=series_uid, InstanceNumber=n, pixel_seed=n)
+        for n in (1, 2, 3)
+    ]
     datasets.append(make_dataset(study_uid=study_uid, frames=4, rows=8, columns=8, pixel_seed=9))
     response = stow(api, [to_part10(ds) for ds in datasets])
     assert response.status_code == 200
@@ -52,8 +59,10 @@ def test_instance_as_stored_is_byte_exact(api, stored):
 
 
 def test_study_retrieve_is_multipart_of_every_instance(api, stored):
-    response = api.get(f"/dicomweb/studies/{stored[0].StudyInstanceUID}",
-                       headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'})
+    response = api.get(
+        f"/dicomweb/studies/{stored[0].StudyInstanceUID}",
+        headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'},
+    )
     assert response.status_code == 200
     assert response.headers["content-type"].startswith('multipart/related; type="application/dicom"')
     parts = parts_of(response)
@@ -71,7 +80,9 @@ def test_series_retrieve_with_default_accept(api, stored):
     assert [pydicom.dcmread(p.file).InstanceNumber for p in parts] == [1, 2, 3]
 
 
-@pytest.mark.parametrize("accept", ["*/*", 'multipart/related; type="*/*"', "multipart/related; type=*/*; transfer-syntax=*"])
+@pytest.mark.parametrize(
+    "accept", ["*/*", 'multipart/related; type="*/*"', "multipart/related; type=*/*; transfer-syntax=*"]
+)
 def test_wildcards_resolve_to_the_default(api, stored, accept):
     response = api.get(f"/dicomweb/studies/{stored[0].StudyInstanceUID}", headers={"Accept": accept})
     assert response.status_code == 200
@@ -80,12 +91,17 @@ def test_wildcards_resolve_to_the_default(api, stored, accept):
 
 def test_frames_are_byte_exact(api, stored):
     ds = stored[3]
-    response = api.get(f"{instance_path(ds)}/frames/2,4",
-                       headers={"Accept": 'multipart/related; type="application/octet-stream"'})
+    response = api.get(
+        f"{instance_path(ds)}/frames/2,4",
+        headers={"Accept": 'multipart/related; type="application/octet-stream"'},
+    )
     assert response.status_code == 200
     parts = parts_of(response)
     frame = 8 * 8 * 2
-    assert [p.file.read() for p in parts] == [ds.PixelData[frame:2 * frame], ds.PixelData[3 * frame:4 * frame]]
+    assert [p.file.read() for p in parts] == [
+        ds.PixelData[frame : 2 * frame],
+        ds.PixelData[3 * frame : 4 * frame],
+    ]
     assert parts[0].content_type == f"application/octet-stream; transfer-syntax={EVRLE}"
 
 
@@ -129,7 +145,9 @@ def test_series_metadata_etag_changes_when_an_instance_is_added(api, stored):
 
 
 def make_instance_in(ds):
-    return to_part10(make_dataset(study_uid=ds.StudyInstanceUID, series_uid=ds.SeriesInstanceUID, InstanceNumber=4))
+    return to_part10(
+        make_dataset(study_uid=ds.StudyInstanceUID, series_uid=ds.SeriesInstanceUID, InstanceNumber=4)
+    )
 
 
 def test_bulkdata_uri_resolves_with_range(api, stored):
@@ -156,29 +174,41 @@ def test_default_retrieve_transcodes_implicit_to_explicit(api):
     assert np.array_equal(out.pixel_array, ds.pixel_array)
 
 
-@pytest.mark.parametrize("path,status", [
-    ("/dicomweb/studies/bad_uid!", 400),
-    ("/dicomweb/studies/1.2.3/series/bad!uid", 400),
-    ("/dicomweb/studies/1.2.3", 404),
-    ("/dicomweb/studies/1.2.3/metadata", 404),
-])
+@pytest.mark.parametrize(
+    "path,status",
+    [
+        ("/dicomweb/studies/bad_uid!", 400),
+        ("/dicomweb/studies/1.2.3/series/bad!uid", 400),
+        ("/dicomweb/studies/1.2.3", 404),
+        ("/dicomweb/studies/1.2.3/metadata", 404),
+    ],
+)
 def test_bad_and_missing_paths(api, stored, path, status):
     assert api.get(path).status_code == status
 
 
 def test_instance_under_wrong_study_is_404(api, stored):
     ds = stored[0]
-    assert api.get(f"/dicomweb/studies/{new_uid()}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}").status_code == 404
+    assert (
+        api.get(
+            f"/dicomweb/studies/{new_uid()}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+        ).status_code
+        == 404
+    )
 
 
-@pytest.mark.parametrize("accept", ["image/png", 'multipart/related; type="application/dicom"; transfer-syntax=1.2.3.4'])
+@pytest.mark.parametrize(
+    "accept", ["image/png", 'multipart/related; type="application/dicom"; transfer-syntax=1.2.3.4']
+)
 def test_unsupported_accept_is_406(api, stored, accept):
     assert api.get(instance_path(stored[0]), headers={"Accept": accept}).status_code == 406
 
 
 def test_accept_query_parameter_wins(api, stored):
-    response = api.get(f"{instance_path(stored[0])}/metadata?accept=application/dicom%2Bjson",
-                       headers={"Accept": "image/jpeg"})
+    response = api.get(
+        f"{instance_path(stored[0])}/metadata?accept=application/dicom%2Bjson",
+        headers={"Accept": "image/jpeg"},
+    )
     assert response.status_code == 200
 
 
@@ -189,3 +219,16 @@ def test_unauthenticated_retrieve_is_401(anonymous, stored):
 def test_instance_count_unchanged_by_reads(api, stored):
     api.get(f"/dicomweb/studies/{stored[0].StudyInstanceUID}")
     assert Instance.objects.count() == 4
+
+
+@pytest.mark.parametrize("path", ["/dicomweb/nothing", "/dicomweb/studies/1.2.3/series/1.2.4/whatever"])
+def test_unknown_resource_is_a_json_404(api, path):
+    response = api.get(path)
+    assert response.status_code == 404
+    assert "No DICOMweb resource" in response.json()["detail"]
+
+
+def test_wrong_method_is_405_with_allow(api, stored):
+    response = api.post(f"{instance_path(stored[0])}/metadata")
+    assert response.status_code == 405
+    assert "GET" in response.headers["allow"]
