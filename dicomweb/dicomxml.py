@@ -204,6 +204,8 @@ def _encode_dataset(dataset: dict[str, Any], out: list[str]) -> None:
             if not isinstance(vr, str):
                 raise DicomXmlError(f"DicomAttribute {key}: missing vr")
             vr = vr[:]  # pydicom's VR enum (a str subclass) as a plain str
+        if len(key) != 8:
+            _tag_of(key)  # raises: not a tag
         if key[4:] == "0000":
             continue  # group length: PS3.19 A.1.1 excludes it
         if key[3] in _ODD_HEX_DIGITS and key[4] != "0":
