@@ -1,14 +1,26 @@
-"""Index queries shared by retrieve, metadata and (later) search.
+"""Index queries: retrieve helpers and QIDO-RS search (PS3.4 C.2.2.2 matching).
 
-Each function returns querysets over indexed columns; callers materialize rows before
-streaming so no database work happens inside a response body.
+A ``QuerySpec`` (built from a request by ``dicomweb.queryparams``) becomes ONE ORM
+query over indexed columns; one function per matching type, named after PS3.4
+(single value, list of UIDs, wildcard, range, fuzzy person name), as pynetdicom's qrscp
+does. Nothing here knows HTTP.
 """
 
 from __future__ import annotations
 
-from django.db.models import Count, Max, QuerySet
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Literal
 
-from archive.models import Instance
+from django.db.models import CharField, Count, Exists, Lookup, Max, OuterRef, Q, QuerySet
+
+from archive.models import Instance, Series, Study
+from archive.values import normalize_name
+
+Level = Literal["study", "series", "instance"]
+
+
+# --- retrieve helpers ------------------------------------------------------------------------
 
 
 def instances(
@@ -35,3 +47,291 @@ def version_tag(queryset: QuerySet[Instance]) -> tuple[int, int]:
     """
     result = queryset.order_by().aggregate(n=Count("id"), newest=Max("version"))
     return result["n"] or 0, result["newest"] or 0
+
+
+# --- LIKE with DICOM wildcards -------------------------------------------------------------------
+
+
+@CharField.register_lookup
+class DicomLike(Lookup):
+    """``column LIKE pattern ESCAPE '\\'``; the pattern is already translated and escaped."""
+
+    lookup_name = "dicom_like"
+
+    def as_sql(self, compiler, connection):
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        rhs, rhs_params = self.process_rhs(compiler, connection)
+        return f"{lhs} LIKE {rhs} ESCAPE '\\'", [*lhs_params, *rhs_params]
+
+
+@CharField.register_lookup
+class DicomILike(DicomLike):
+    """Case-insensitive (``UPPER(column) LIKE UPPER(pattern)``), accent-sensitive."""
+
+    lookup_name = "dicom_ilike"
+
+    def as_sql(self, compiler, connection):
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        rhs, rhs_params = self.process_rhs(compiler, connection)
+        return f"UPPER({lhs}) LIKE UPPER({rhs}) ESCAPE '\\'", [*lhs_params, *rhs_params]
+
+
+def like_pattern(value: str) -> str:
+    """DICOM wildcards (``*`` any run, ``?`` one character) → an escaped SQL LIKE pattern."""
+    out = []
+    for ch in value:
+        if ch in "\\%_":
+            out.append("\\" + ch)
+        elif ch == "*":
+            out.append("%")
+        elif ch == "?":
+            out.append("_")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def has_wildcard(value: str) -> bool:
+    return "*" in value or "?" in value
+
+
+# --- the attribute registry ------------------------------------------------------------------------
+
+Kind = Literal["text", "pn", "uid", "date", "time", "int", "modalities"]
+
+
+@dataclass(frozen=True, slots=True)
+class Attribute:
+    keyword: str
+    tag: int
+    vr: str
+    level: Level
+    column: str  # field on the level's own model
+    kind: Kind
+
+    def path(self, target: Level) -> str:
+        """The ORM path from the queried model (``target``) to this attribute's column."""
+        if self.level == target:
+            return self.column
+        if self.level == "study":
+            return f"study__{self.column}"
+        return f"series__{self.column}"  # a series attribute seen from an instance query
+
+
+def _a(keyword: str, tag: int, vr: str, level: Level, column: str, kind: Kind) -> Attribute:
+    return Attribute(keyword, tag, vr, level, column, kind)
+
+
+SEARCHABLE: dict[str, Attribute] = {
+    a.keyword: a
+    for a in (
+        # Study level (conformance statement "Searchable attributes")
+        _a("StudyInstanceUID", 0x0020000D, "UI", "study", "study_uid", "uid"),
+        _a("PatientName", 0x00100010, "PN", "study", "patient_name_norm", "pn"),
+        _a("PatientID", 0x00100020, "LO", "study", "patient__patient_id", "text"),
+        _a("PatientBirthDate", 0x00100030, "DA", "study", "patient_birth_date", "date"),
+        _a("AccessionNumber", 0x00080050, "SH", "study", "accession_number", "text"),
+        _a("ReferringPhysicianName", 0x00080090, "PN", "study", "referring_physician_name_norm", "pn"),
+        _a("StudyDate", 0x00080020, "DA", "study", "study_date", "date"),
+        _a("StudyTime", 0x00080030, "TM", "study", "study_time", "time"),
+        _a("StudyDescription", 0x00081030, "LO", "study", "study_description", "text"),
+        _a("ModalitiesInStudy", 0x00080061, "CS", "study", "modalities_in_study", "modalities"),
+        _a("StudyID", 0x00200010, "SH", "study", "study_id", "text"),
+        # Series level
+        _a("SeriesInstanceUID", 0x0020000E, "UI", "series", "series_uid", "uid"),
+        _a("Modality", 0x00080060, "CS", "series", "modality", "text"),
+        _a(
+            "PerformedProcedureStepStartDate",
+            0x00400244,
+            "DA",
+            "series",
+            "performed_procedure_step_start_date",
+            "date",
+        ),
+        _a("ManufacturerModelName", 0x00081090, "LO", "series", "manufacturer_model_name", "text"),
+        _a("SeriesNumber", 0x00200011, "IS", "series", "series_number", "int"),
+        # Instance level
+        _a("SOPInstanceUID", 0x00080018, "UI", "instance", "instance_uid", "uid"),
+        _a("SOPClassUID", 0x00080016, "UI", "instance", "sop_class_uid", "uid"),
+        _a("InstanceNumber", 0x00200013, "IS", "instance", "instance_number", "int"),
+        _a("Rows", 0x00280010, "US", "instance", "rows", "int"),
+        _a("Columns", 0x00280011, "US", "instance", "columns", "int"),
+        _a("NumberOfFrames", 0x00280008, "IS", "instance", "number_of_frames", "int"),
+    )
+}
+SEARCHABLE_BY_TAG = {a.tag: a for a in SEARCHABLE.values()}
+
+
+def searchable_levels(target: Level, *, study_in_path: bool, series_in_path: bool) -> tuple[Level, ...]:
+    """Attribute levels a search may filter on.
+
+    All studies / all series / all instances accept study attributes; series and
+    instances accept series attributes unless the series is fixed by the path;
+    instance attributes only for instance searches.
+    """
+    levels: list[Level] = []
+    if not study_in_path:
+        levels.append("study")
+    if target in ("series", "instance") and not series_in_path:
+        levels.append("series")
+    if target == "instance":
+        levels.append("instance")
+    if target == "study":
+        levels = ["study"]
+    return tuple(levels)
+
+
+# --- the query spec ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """One query key: an attribute and how to match it (PS3.4 C.2.2.2)."""
+
+    attribute: Attribute
+    kind: Literal["single", "wildcard", "uid_list", "range", "fuzzy"]
+    values: tuple[str, ...] = ()
+    low: dt.date | dt.time | None = None  # range bounds (None = open)
+    high: dt.date | dt.time | None = None
+
+
+@dataclass(slots=True)
+class QuerySpec:
+    target: Level
+    study_uid: str | None = None
+    series_uid: str | None = None
+    matches: list[Match] = field(default_factory=list)
+    limit: int = 100
+    offset: int = 0
+
+
+_MODELS = {"study": Study, "series": Series, "instance": Instance}
+
+
+def _match_q(match: Match, target: Level) -> Q:
+    attribute = match.attribute
+    path = attribute.path(target)
+    if attribute.kind == "modalities":
+        return _modalities_q(match, target)
+    if match.kind == "uid_list":
+        return Q(**{f"{path}__in": list(match.values)})
+    if match.kind == "range":
+        return _range_q(path, match.low, match.high)
+    if match.kind == "fuzzy":
+        return _fuzzy_pn_q(path, match.values[0])
+    value = match.values[0]
+    if attribute.kind == "pn":
+        normalized = normalize_name(value)
+        if match.kind == "wildcard":
+            return Q(**{f"{path}__dicom_like": like_pattern(normalized)})
+        return Q(**{path: normalized})
+    if attribute.kind in ("date", "time", "int"):
+        return Q(**{path: _typed(attribute, value)})
+    if match.kind == "wildcard":
+        return Q(**{f"{path}__dicom_ilike": like_pattern(value)})
+    if attribute.kind == "uid":
+        return Q(**{path: value})
+    return Q(**{f"{path}__iexact": value})
+
+
+def _typed(attribute: Attribute, value: str):
+    if attribute.kind == "date":
+        return parse_date(value)
+    if attribute.kind == "time":
+        return parse_time(value)
+    return int(value)
+
+
+def _range_q(path: str, low, high) -> Q:
+    q = Q()
+    if low is not None:
+        q &= Q(**{f"{path}__gte": low})
+    if high is not None:
+        q &= Q(**{f"{path}__lte": high})
+    return q
+
+
+def _fuzzy_pn_q(path: str, value: str) -> Q:
+    """Every word of the query is a prefix of some name component (conformance statement)."""
+    q = Q()
+    for word in normalize_name(value).replace("^", " ").replace("=", " ").split():
+        pattern = like_pattern(word)
+        q &= (
+            Q(**{f"{path}__dicom_like": f"{pattern}%"})
+            | Q(**{f"{path}__dicom_like": f"%^{pattern}%"})
+            | Q(**{f"{path}__dicom_like": f"% {pattern}%"})
+            | Q(**{f"{path}__dicom_like": f"%={pattern}%"})
+        )
+    return q
+
+
+def _modalities_q(match: Match, target: Level) -> Q:
+    """ModalitiesInStudy: the study has a series of any of the given modalities."""
+    study_ref = "pk" if target == "study" else "study_id"
+    series = Series.objects.filter(study_id=OuterRef(study_ref))
+    if match.kind == "wildcard":
+        series = series.filter(modality__dicom_ilike=like_pattern(match.values[0]))
+    else:
+        series = series.filter(modality__in=[v.upper() for v in match.values])
+    return Q(Exists(series))
+
+
+def combined_datetime_q(date_match: Match, time_match: Match, target: Level) -> Q:
+    """StudyDate + StudyTime ranges as one date-time range (PS3.4 C.2.2.2.5.1)."""
+    date_path = date_match.attribute.path(target)
+    time_path = time_match.attribute.path(target)
+    q = Q()
+    if date_match.low is not None:
+        low_time = time_match.low or dt.time.min
+        q &= Q(**{f"{date_path}__gt": date_match.low}) | Q(
+            **{date_path: date_match.low, f"{time_path}__gte": low_time}
+        )
+    if date_match.high is not None:
+        high_time = time_match.high or dt.time.max
+        q &= Q(**{f"{date_path}__lt": date_match.high}) | Q(
+            **{date_path: date_match.high, f"{time_path}__lte": high_time}
+        )
+    return q
+
+
+def search(spec: QuerySpec) -> QuerySet:
+    """The ordered, unpaged queryset of ``spec.target`` rows matching ``spec``.
+
+    Newest first with the primary key as tie-breaker, so paging neither skips nor
+    repeats a match while nothing changes.
+    """
+    model = _MODELS[spec.target]
+    queryset = model.objects.all()
+    if spec.study_uid is not None:
+        study_path = "study_uid" if spec.target == "study" else "study__study_uid"
+        queryset = queryset.filter(**{study_path: spec.study_uid})
+    if spec.series_uid is not None:
+        queryset = queryset.filter(series__series_uid=spec.series_uid)
+    matches = list(spec.matches)
+    by_keyword = {m.attribute.keyword: m for m in matches}
+    date, time = by_keyword.get("StudyDate"), by_keyword.get("StudyTime")
+    if date is not None and time is not None and date.kind == "range" and time.kind == "range":
+        queryset = queryset.filter(combined_datetime_q(date, time, spec.target))
+        matches = [m for m in matches if m not in (date, time)]
+    for match in matches:
+        queryset = queryset.filter(_match_q(match, spec.target))
+    return queryset.order_by("-updated_at", "-id")
+
+
+# --- value parsing shared with dicomweb.queryparams --------------------------------------------------
+
+
+def parse_date(text: str) -> dt.date:
+    """DA ``YYYYMMDD`` (``YYYY-MM-DD`` tolerated); ValueError otherwise."""
+    digits = text.replace("-", "") if len(text) == 10 else text
+    if len(digits) != 8 or not digits.isdigit():
+        raise ValueError(f"{text!r} is not a date (YYYYMMDD)")
+    return dt.date(int(digits[:4]), int(digits[4:6]), int(digits[6:8]))
+
+
+def parse_time(text: str) -> dt.time:
+    """TM ``HH[MM[SS[.F{1,6}]]]`` (colons tolerated); ValueError otherwise."""
+    main, _, fraction = text.replace(":", "").partition(".")
+    if not main.isdigit() or len(main) not in (2, 4, 6) or (fraction and not fraction.isdigit()):
+        raise ValueError(f"{text!r} is not a time (HHMMSS.FFFFFF)")
+    return dt.time(int(main[:2]), int(main[2:4] or 0), int(main[4:6] or 0), int((fraction + "000000")[:6]))

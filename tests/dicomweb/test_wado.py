@@ -232,3 +232,22 @@ def test_wrong_method_is_405_with_allow(api, stored):
     response = api.post(f"{instance_path(stored[0])}/metadata")
     assert response.status_code == 405
     assert "GET" in response.headers["allow"]
+
+
+def test_xml_metadata_is_well_formed_and_equivalent_to_json(api, stored):
+    from xml.etree import ElementTree
+
+    from dicomweb.dicomxml import xml_to_json
+
+    ds = stored[0]
+    url = f"/dicomweb/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/metadata"
+    as_json = api.get(url).json()
+    response = api.get(url, headers={"Accept": 'multipart/related; type="application/dicom+xml"'})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith('multipart/related; type="application/dicom+xml"')
+    documents = [part.file.read() for part in parts_of(response)]
+    assert len(documents) == 3
+    for document in documents:
+        ElementTree.fromstring(document)  # well-formed
+    assert [xml_to_json(d) for d in documents] == as_json
+    assert response.headers["etag"] != api.get(url).headers["etag"]  # one ETag per representation
