@@ -498,7 +498,7 @@ def test_wrong_method_answers_405(api):
 # --- the bundled corpus ---------------------------------------------------------------------------
 
 
-def _required_attribute_problem(path: Path) -> str | None:
+def required_attribute_problem(path: Path) -> str | None:
     """Independent check (plain pydicom) of whether a file lacks a required attribute."""
     import re
 
@@ -519,7 +519,7 @@ def _required_attribute_problem(path: Path) -> str | None:
 def test_every_bundled_file_is_stored_byte_exact_or_rejected_for_a_required_attribute(api, path):
     data = path.read_bytes()
     response = api.post("/dicomweb/studies", content=data, headers={"Content-Type": "application/dicom"})
-    problem = _required_attribute_problem(path)
+    problem = required_attribute_problem(path)
     if problem is None:
         assert response.status_code in (200, 202), response.text
         (item,) = referenced(response.json())
