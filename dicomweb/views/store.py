@@ -17,8 +17,9 @@ from rest_framework.response import Response
 
 from archive.ingest import StoreOutcome, store
 from dicomweb import multipart
-from dicomweb.media import DICOM, MULTIPART_RELATED, MediaTypeError, parse_content_type
-from dicomweb.renderers import DicomJsonRenderer, PlainJsonRenderer
+from dicomweb.media import DICOM, DICOM_JSON, DICOM_XML, MULTIPART_RELATED, MediaTypeError, parse_content_type
+from dicomweb.renderers import DicomJsonRenderer, DicomXmlRenderer, PlainJsonRenderer
+from dicomweb.stowmeta import Assembled, assemble
 from dicomweb.views.base import DicomWebView, base_url, check_uid
 
 logger = logging.getLogger(__name__)
@@ -77,11 +78,11 @@ def request_parts(request) -> Iterator[multipart.Part]:
         return _single_part(stream)
     if content_type.mime == MULTIPART_RELATED:
         part_type = content_type.params.get("type", DICOM).lower()
-        if part_type != DICOM:
+        if part_type not in (DICOM, DICOM_JSON, DICOM_XML):
             raise UnsupportedMediaType(
                 str(content_type),
-                detail=f'multipart/related with type="{part_type}" is not supported; '
-                'use type="application/dicom".',
+                detail=f'multipart/related with type="{part_type}" is not supported; use type='
+                '"application/dicom", "application/dicom+json" or "application/dicom+xml".',
             )
         boundary = content_type.params.get("boundary")
         if not boundary:
@@ -108,8 +109,34 @@ def _part_outcome(part: multipart.Part, study_uid: str | None, replace: bool) ->
     return store(part.file, expected_study_uid=study_uid, replace=replace)
 
 
+def _metadata_type(request) -> str | None:
+    """``application/dicom+json`` or ``+xml`` for a metadata + bulk data request, else None."""
+    try:
+        content_type = parse_content_type(request._request.META.get("CONTENT_TYPE"))
+    except MediaTypeError:
+        return None
+    if content_type is None or content_type.mime != MULTIPART_RELATED:
+        return None
+    part_type = content_type.params.get("type", "").lower()
+    return part_type if part_type in (DICOM_JSON, DICOM_XML) else None
+
+
+def _built_outcome(built: Assembled, study_uid: str | None, replace: bool) -> StoreOutcome:
+    if built.file is None:
+        return StoreOutcome(
+            instance_uid=built.instance_uid,
+            sop_class_uid=built.sop_class_uid,
+            failure=0xA900,
+            failure_message=built.error,
+        )
+    try:
+        return store(built.file, expected_study_uid=study_uid, replace=replace)
+    finally:
+        built.file.close()
+
+
 class StoreView(DicomWebView):
-    renderer_classes = [DicomJsonRenderer, PlainJsonRenderer]
+    renderer_classes = [DicomJsonRenderer, PlainJsonRenderer, DicomXmlRenderer]
     required_permissions = {"POST": "write", "PUT": "write"}
 
     def post(self, request, study_uid: str | None = None):
@@ -123,9 +150,15 @@ class StoreView(DicomWebView):
             check_uid(study_uid, "StudyInstanceUID")
         root = base_url(request)
         outcomes: list[StoreOutcome] = []
+        parts = request_parts(request)
+        metadata_type = _metadata_type(request)
         try:
-            for part in request_parts(request):
-                outcomes.append(_part_outcome(part, study_uid, replace))
+            if metadata_type is not None:
+                for built in assemble(parts, metadata_type):
+                    outcomes.append(_built_outcome(built, study_uid, replace))
+            else:
+                for part in parts:
+                    outcomes.append(_part_outcome(part, study_uid, replace))
         except multipart.BodyTooLarge:
             raise
         except multipart.MultipartError as exc:

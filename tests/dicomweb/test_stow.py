@@ -412,7 +412,7 @@ def test_body_without_any_delimiter_answers_400(api):
     assert response.status_code == 400
 
 
-@pytest.mark.parametrize("accept", ["image/png", "application/dicom+xml;q=1, text/html"])
+@pytest.mark.parametrize("accept", ["image/png", "application/pdf;q=1, text/html"])
 def test_unacceptable_accept_answers_406(api, accept):
     response = stow(api, [make_instance()], Accept=accept)
     assert response.status_code == 406
