@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db import transaction
-from django.db.models import Count, Sum
+from django.db import IntegrityError, transaction
+from django.db.models import Count, F, Sum
+from django.utils import timezone
 
 from archive import levels, values
 from archive.models import Instance, Patient, Series, Study
@@ -111,36 +112,57 @@ def _add_to_set(joined: str, item: str) -> str:
     return "\\".join(sorted(items))
 
 
+def _locked_or_created(model, lookup: dict, defaults: dict):
+    """Lock the row (``select_for_update``) or create it; (row, created).
+
+    Creation happens once per study or series, so only that path pays for a savepoint,
+    which lets a concurrent creator on PostgreSQL lose the race gracefully.
+    """
+    row = model.objects.select_for_update().filter(**lookup).first()
+    if row is not None:
+        return row, False
+    try:
+        with transaction.atomic():
+            return model.objects.create(**lookup, **defaults), True
+    except IntegrityError:
+        return model.objects.select_for_update().get(**lookup), False
+
+
+def _changed(row, fields: dict) -> dict:
+    return {name: value for name, value in fields.items() if getattr(row, name) != value}
+
+
 def index_instance(
     header: InstanceHeader, meta: dict, ids: Identifiers, blob: BlobFacts, *, replace: bool
 ) -> tuple[Instance, Instance | None]:
     """Index one instance; return it and the row it replaced (PUT upsert), if any.
 
-    Must run inside ``transaction.atomic()``. Sends ``instance_stored``.
+    Must run inside ``transaction.atomic()``. Sends ``instance_stored``. The common case
+    (another instance of an existing series) costs six statements: read patient, lock and
+    update study, lock and update series, insert the instance. Counts are incremented in
+    SQL on locked rows, so concurrent stores into one study never lose an update.
     """
     replaced: Instance | None = None
     if replace:
         replaced = Instance.objects.select_for_update().filter(instance_uid=ids.instance_uid).first()
         if replaced is not None:
             detach_instance(replaced)
+    now = timezone.now()
 
     issuer = values.text(meta, T["IssuerOfPatientID"], 64)
-    patient, created = Patient.objects.get_or_create(
-        patient_id=ids.patient_id, issuer_of_patient_id=issuer, defaults=_patient_fields(meta)
+    patient_fields = _patient_fields(meta)
+    patient, created = _locked_or_created(
+        Patient, {"patient_id": ids.patient_id, "issuer_of_patient_id": issuer}, patient_fields
     )
-    if not created:
-        Patient.objects.filter(pk=patient.pk).update(**_patient_fields(meta))
+    if not created and (changes := _changed(patient, patient_fields)):
+        Patient.objects.filter(pk=patient.pk).update(**changes, updated_at=now)
 
-    study_fields = _study_fields(meta, ids)
-    study, _ = Study.objects.get_or_create(
-        study_uid=ids.study_uid, defaults={**study_fields, "patient": patient}
-    )
-    study = Study.objects.select_for_update().get(pk=study.pk)
+    study_fields = {**_study_fields(meta, ids), "patient_id": patient.pk}
+    study, study_created = _locked_or_created(Study, {"study_uid": ids.study_uid}, study_fields)
     series_fields = _series_fields(meta)
-    series, series_created = Series.objects.get_or_create(
-        series_uid=ids.series_uid, defaults={**series_fields, "study": study}
+    series, series_created = _locked_or_created(
+        Series, {"series_uid": ids.series_uid}, {**series_fields, "study": study}
     )
-    series = Series.objects.select_for_update().get(pk=series.pk)
 
     table = header.frame_table
     instance = Instance.objects.create(
@@ -163,24 +185,29 @@ def index_instance(
     )
 
     # Latest wins for series and study attributes; counts maintained here, not per query.
-    for name, value in series_fields.items():
-        setattr(series, name, value)
+    series_changes = _changed(series, series_fields) if not series_created else {}
     if series.study_id != study.pk:  # a series re-sent under another study moves with it
-        series.study = study
-    series.number_of_instances += 1
-    series.size_bytes += blob.size
-    series.save()
-
-    for name, value in study_fields.items():
-        setattr(study, name, value)
-    study.patient = patient
-    study.number_of_instances += 1
-    study.size_bytes += blob.size
-    if series_created:
-        study.number_of_series += 1
-    study.modalities_in_study = _add_to_set(study.modalities_in_study, series.modality)
-    study.sop_classes_in_study = _add_to_set(study.sop_classes_in_study, ids.sop_class_uid)
-    study.save()
+        series_changes["study_id"] = study.pk
+    Series.objects.filter(pk=series.pk).update(
+        **series_changes,
+        number_of_instances=F("number_of_instances") + 1,
+        size_bytes=F("size_bytes") + blob.size,
+        updated_at=now,
+    )
+    study_changes = _changed(study, study_fields) if not study_created else {}
+    modalities = _add_to_set(study.modalities_in_study, series_fields["modality"])
+    sop_classes = _add_to_set(study.sop_classes_in_study, ids.sop_class_uid)
+    if modalities != study.modalities_in_study:
+        study_changes["modalities_in_study"] = modalities
+    if sop_classes != study.sop_classes_in_study:
+        study_changes["sop_classes_in_study"] = sop_classes
+    Study.objects.filter(pk=study.pk).update(
+        **study_changes,
+        number_of_instances=F("number_of_instances") + 1,
+        number_of_series=F("number_of_series") + (1 if series_created else 0),
+        size_bytes=F("size_bytes") + blob.size,
+        updated_at=now,
+    )
 
     instance_stored.send(sender=Instance, instance=instance, replaced=replaced is not None)
     return instance, replaced

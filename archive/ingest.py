@@ -32,7 +32,8 @@ from typing import BinaryIO
 
 from django.db import DatabaseError, IntegrityError, transaction
 
-from archive import storage
+from archive import changefeed, storage
+from archive.dblock import write_lock
 from archive.errors import (
     DicomError,
     InstanceExists,
@@ -298,7 +299,7 @@ def _write_and_index(
     version = time.time_ns()
     key = blob_key(ids, version)
     try:
-        with transaction.atomic():
+        with write_lock(), transaction.atomic():
             reservation = StoreReservation.objects.create(instance_uid=ids.instance_uid, blob_key=key)
     except IntegrityError:
         if not replace and Instance.objects.filter(instance_uid=ids.instance_uid).exists():
@@ -323,8 +324,9 @@ def _write_and_index(
         blob_written = True
         blob = BlobFacts(key=key, size=header.file_size, sha256=reader.sha256.hexdigest(), version=version)
         try:
-            with transaction.atomic():
+            with write_lock(), transaction.atomic():
                 instance, replaced = index_instance(header, meta, ids, blob, replace=replace)
+                changefeed.record_store(ids, version, replaced=replaced is not None)
                 StoreReservation.objects.filter(pk=reservation.pk).delete()
                 if replaced is not None:
                     old_key = replaced.blob_key

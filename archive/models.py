@@ -183,3 +183,37 @@ class StoreReservation(models.Model):
 
     def __str__(self) -> str:
         return f"reservation {self.instance_uid}"
+
+
+class ChangeFeedEntry(models.Model):
+    """One change to one instance, in commit order: the MS DICOM server's change feed (v2).
+
+    Written in the same transaction as the index change it records (``archive.changefeed``),
+    so the feed never mentions an instance the index does not agree with. ``state`` is
+    rewritten on older entries of an instance when a newer change supersedes them.
+    """
+
+    class Action(models.TextChoices):
+        CREATE = "create"
+        UPDATE = "update"  # PUT replaced an existing instance
+        DELETE = "delete"
+
+    class State(models.TextChoices):
+        CURRENT = "current"
+        REPLACED = "replaced"
+        DELETED = "deleted"
+
+    sequence = models.BigAutoField(primary_key=True)
+    timestamp = models.DateTimeField(db_index=True)
+    action = models.CharField(max_length=8, choices=Action.choices)
+    state = models.CharField(max_length=8, choices=State.choices)
+    study_uid = models.CharField(max_length=64)
+    series_uid = models.CharField(max_length=64)
+    instance_uid = models.CharField(max_length=64, db_index=True)
+    version = models.BigIntegerField(null=True, blank=True)  # Instance.version the entry is about
+
+    class Meta:
+        verbose_name_plural = "change feed entries"
+
+    def __str__(self) -> str:
+        return f"#{self.sequence} {self.action} {self.instance_uid} ({self.state})"

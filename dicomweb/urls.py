@@ -5,8 +5,11 @@ from __future__ import annotations
 from django.urls import path, re_path, register_converter
 
 from dicomweb.converters import UIDConverter
-from dicomweb.views.dispatch import by_method, unknown_resource
+from dicomweb.views.changefeed import ChangeFeedLatestView, ChangeFeedView
+from dicomweb.views.delete import DeleteView
+from dicomweb.views.dispatch import by_method, service_root, unknown_resource
 from dicomweb.views.retrieve import BulkDataView, FramesView, InstancesView, MetadataView
+from dicomweb.views.search import InstanceSearchView, SeriesSearchView, StudySearchView
 from dicomweb.views.store import StoreView
 from dicomweb.views.wadouri import WadoUriView
 
@@ -17,20 +20,37 @@ app_name = "dicomweb"
 store = StoreView.as_view()
 instances = InstancesView.as_view()
 metadata = MetadataView.as_view()
+delete = DeleteView.as_view()
 
 SERIES = "studies/<uid:study_uid>/series/<uid:series_uid>"
 INSTANCE = f"{SERIES}/instances/<uid:instance_uid>"
 
 urlpatterns = [
+    path("", service_root, name="service"),
     path("wado", by_method(get=WadoUriView.as_view()), name="wado-uri"),
-    path("studies", by_method(post=store, put=store), name="studies"),
-    path("studies/<uid:study_uid>", by_method(get=instances, post=store, put=store), name="study"),
+    path("studies", by_method(get=StudySearchView.as_view(), post=store, put=store), name="studies"),
+    path("series", by_method(get=SeriesSearchView.as_view()), name="all-series"),
+    path("instances", by_method(get=InstanceSearchView.as_view()), name="all-instances"),
+    path("studies/<uid:study_uid>/series", by_method(get=SeriesSearchView.as_view()), name="study-series"),
+    path(
+        "studies/<uid:study_uid>/instances",
+        by_method(get=InstanceSearchView.as_view()),
+        name="study-instances",
+    ),
+    path(f"{SERIES}/instances", by_method(get=InstanceSearchView.as_view()), name="series-instances"),
+    path(
+        "studies/<uid:study_uid>",
+        by_method(get=instances, post=store, put=store, delete=delete),
+        name="study",
+    ),
     path("studies/<uid:study_uid>/metadata", by_method(get=metadata), name="study-metadata"),
-    path(SERIES, by_method(get=instances), name="series"),
+    path(SERIES, by_method(get=instances, delete=delete), name="series"),
     path(f"{SERIES}/metadata", by_method(get=metadata), name="series-metadata"),
-    path(INSTANCE, by_method(get=instances), name="instance"),
+    path(INSTANCE, by_method(get=instances, delete=delete), name="instance"),
     path(f"{INSTANCE}/metadata", by_method(get=metadata), name="instance-metadata"),
     path(f"{INSTANCE}/frames/<str:frames>", by_method(get=FramesView.as_view()), name="instance-frames"),
     path(f"{INSTANCE}/bulkdata/<path:path>", by_method(get=BulkDataView.as_view()), name="instance-bulkdata"),
+    path("changefeed", by_method(get=ChangeFeedView.as_view()), name="changefeed"),
+    path("changefeed/latest", by_method(get=ChangeFeedLatestView.as_view()), name="changefeed-latest"),
     re_path(r"^.*$", unknown_resource),
 ]

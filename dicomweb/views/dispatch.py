@@ -19,14 +19,36 @@ def by_method(**views: Callable[..., HttpResponse]) -> Callable[..., HttpRespons
         handler = handlers.get(request.method or "")
         if handler is None:
             if request.method == "OPTIONS":
-                response = HttpResponse(status=204)
-            else:
-                response = JsonResponse({"detail": f'Method "{request.method}" not allowed.'}, status=405)
+                return _capabilities_of(request, allowed)
+            response = JsonResponse({"detail": f'Method "{request.method}" not allowed.'}, status=405)
             response["Allow"] = allowed
             return response
         return handler(request, *args, **kwargs)
 
+    dispatch.handlers = handlers  # type: ignore[attr-defined]  (read by the capabilities document)
     return dispatch
+
+
+def _capabilities_of(request: HttpRequest, allowed: str) -> HttpResponse:
+    from dicomweb.urls import urlpatterns
+    from dicomweb.views.capabilities import capabilities_response
+
+    route = request.resolver_match.route if request.resolver_match else None
+    patterns = [p for p in urlpatterns if route is not None and route.endswith(str(p.pattern))]
+    return capabilities_response(request, patterns, allow=allowed)
+
+
+@csrf_exempt
+def service_root(request: HttpRequest) -> HttpResponse:
+    """``OPTIONS /dicomweb``: the capabilities of the whole service (PS3.18 §8.9)."""
+    from dicomweb.urls import urlpatterns
+    from dicomweb.views.capabilities import capabilities_response
+
+    if request.method != "OPTIONS":
+        response = JsonResponse({"detail": "Use OPTIONS for the service's capabilities."}, status=405)
+        response["Allow"] = "OPTIONS"
+        return response
+    return capabilities_response(request, urlpatterns, allow="OPTIONS")
 
 
 @csrf_exempt

@@ -49,6 +49,21 @@ def _number(
 
 class WadoUriView(DicomWebView):
     renderer_classes = [DicomJsonRenderer]  # errors only; bodies are built here
+    query_parameters = (
+        "requestType",
+        "studyUID",
+        "seriesUID",
+        "objectUID",
+        "contentType",
+        "transferSyntax",
+        "frameNumber",
+        "rows",
+        "columns",
+        "region",
+        "windowCenter",
+        "windowWidth",
+        "imageQuality",
+    )
 
     def get(self, request):
         if request.query_params.get("requestType") != "WADO":
