@@ -18,6 +18,7 @@ from tests.factories import make_dataset, new_uid, to_part10
 
 pytestmark = pytest.mark.both_tiers
 
+# ruff: noqa: E501  (the XML template below mirrors the spec's PS3.19 sample line for line)
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n" * 50
 
 XML_TEMPLATE = """<?xml version="1.0" encoding="UTF-8"?>
