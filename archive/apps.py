@@ -27,6 +27,12 @@ class ArchiveConfig(AppConfig):
 
         post_migrate.connect(_ensure_role_groups, sender=self)
 
+        from django.db.backends.signals import connection_created
+
+        from archive.dblock import anchor_sqlite
+
+        connection_created.connect(anchor_sqlite, dispatch_uid="archive.anchor_sqlite")
+
 
 def _ensure_role_groups(sender: AppConfig, **kwargs: object) -> None:
     """Create the role groups with their permissions (idempotent, after every migrate)."""

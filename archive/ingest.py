@@ -220,10 +220,13 @@ class _SanitizedReader:
 def blob_key(ids: Identifiers, version: int) -> str:
     """Blob key of one version of an instance: unique, readable, grouped by study.
 
+    One folder per series (not per instance): on the filesystem backend a folder per
+    instance cost a ``mkdir`` and a directory fsync on every store.
+
     >>> blob_key(Identifiers("1.2", "1.2.3", "1.2.3.4", "1.2.840.10008.5.1.4.1.1.2", ""), 255)
-    'dicom/1.2/1.2.3/1.2.3.4/ff.dcm'
+    'dicom/1.2/1.2.3/1.2.3.4.ff.dcm'
     """
-    return f"dicom/{ids.study_uid}/{ids.series_uid}/{ids.instance_uid}/{version:x}.dcm"
+    return f"dicom/{ids.study_uid}/{ids.series_uid}/{ids.instance_uid}.{version:x}.dcm"
 
 
 def _failure(

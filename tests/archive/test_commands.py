@@ -329,7 +329,7 @@ def store_instance(**kwargs) -> Instance:
 
 def test_sweep_deletes_old_orphans_and_keeps_indexed_blobs(db, dicom_storage) -> None:
     instance = store_instance()
-    orphan = put_blob(f"dicom/{new_uid()}/{new_uid()}/{new_uid()}/1.dcm")
+    orphan = put_blob(f"dicom/{new_uid()}/{new_uid()}/{new_uid()}.1.dcm")
     out, _, code = run("sweep_orphans", "--grace", "0")
     assert code == 0
     assert not storage.exists(orphan)
