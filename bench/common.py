@@ -68,6 +68,7 @@ def machine_facts() -> dict[str, Any]:
 
             versions[dist] = version(dist)
     return {
+        "load_average": load_average(),
         "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "cpu_model": cpu_model,
         "mem_total_mb": mem_total_mb,
@@ -131,6 +132,29 @@ def cpu_seconds(pids: Sequence[int]) -> float:
         fields = stat[stat.rfind(")") + 2 :].split()
         ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
     return ticks / _CLOCK_TICKS
+
+
+def busy_cpu_seconds() -> float:
+    """CPU time the whole machine has spent busy (all processes, all cores) since boot.
+
+    Compared with the server's and the client's own CPU time over a run, it shows how much
+    *other* work (a test suite, another benchmark) competed with the measurement.
+    """
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return float("nan")
+    # user nice system idle iowait irq softirq steal ...: everything but idle and iowait
+    values = [int(value) for value in fields[1:9]]
+    return (sum(values) - values[3] - values[4]) / _CLOCK_TICKS
+
+
+def load_average() -> str:
+    """The 1/5/15-minute load averages, as /proc/loadavg prints them."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
 
 
 @dataclass
@@ -385,17 +409,22 @@ def stop_server(server: Server, grace: float = 20.0) -> None:
 
 @contextlib.contextmanager
 def archway_server(
-    *, workers: int = 2, profile_out: Path | None = None, start_timeout: float = 60.0
+    *,
+    workers: int = 2,
+    profile_out: Path | None = None,
+    extra_env: dict[str, str] | None = None,
+    start_timeout: float = 60.0,
 ) -> Iterator[Server]:
     """Migrate a fresh temporary var dir, make a read+write token, serve; always clean up.
 
     With ``profile_out`` the server runs as one in-process worker under cProfile
-    (``bench/profile_server.py``) and writes its stats there on shutdown.
+    (``bench/profile_server.py``) and writes its stats there on shutdown. ``extra_env``
+    overrides settings (e.g. ``{"ARCHWAY_FSYNC": "false"}`` to measure what fsync costs).
     """
     workdir = Path(tempfile.mkdtemp(prefix="archway-bench-"))
     var_dir = workdir / "var"
-    var_dir.mkdir()
-    env = server_env(var_dir)
+    (var_dir / "static").mkdir(parents=True)  # STATIC_ROOT: silences WhiteNoise's warning
+    env = {**server_env(var_dir), **(extra_env or {})}
     server: Server | None = None
     try:
         result = _manage(env, "migrate", "--noinput")
@@ -441,6 +470,8 @@ def archway_server(
             ]
             if errors:
                 print("  server log had errors:\n    " + "\n    ".join(errors[:20]), file=sys.stderr)
+            if profile_out is not None and not profile_out.exists():
+                print(f"  the profiled server wrote no stats; its log:\n{server.log_tail()}", file=sys.stderr)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -448,7 +479,7 @@ def archway_server(
 
 
 def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0–100) with linear interpolation; NaN for no values."""
+    """The q-th percentile (0 to 100) with linear interpolation; NaN for no values."""
     if not values:
         return float("nan")
     ordered = sorted(values)
@@ -467,9 +498,7 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> st
     ]
     lines = []
     for index, row in enumerate(cells):
-        parts = [
-            cell.rjust(widths[i]) if numeric[i] else cell.ljust(widths[i]) for i, cell in enumerate(row)
-        ]
+        parts = [cell.rjust(widths[i]) if numeric[i] else cell.ljust(widths[i]) for i, cell in enumerate(row)]
         lines.append("  ".join(parts).rstrip())
         if index == 0:
             lines.append("  ".join("-" * width for width in widths))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
+import signal
 import sys
 import threading
 from types import FrameType
@@ -38,6 +39,12 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvicorn
 
+    # uvicorn re-raises the SIGTERM it caught once it has shut down gracefully, after
+    # restoring the previous handler: make that handler an exception, so `finally` runs.
+    def _exit(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, _exit)
     threading.setprofile(_start_thread_profile)
     main_profile = cProfile.Profile()
     _profiles.append(main_profile)

@@ -3,7 +3,7 @@
 One throw-away server (``bench.common.archway_server``: fresh SQLite + filesystem blobs,
 ``uvicorn --workers 2``), then:
 
-1. **Throughput.** Synthetic 512×512 16-bit CT instances (~525 KB each), every one with
+1. **Throughput.** Synthetic 512x512 16-bit CT instances (~525 KB each), every one with
    its own SOP Instance UID, posted to ``/dicomweb/studies`` as
    ``multipart/related; type="application/dicom"`` — one instance per request (what
    modalities and OHIF send) and, as a variant, ten per request — by 1 and by 4
@@ -11,7 +11,7 @@ One throw-away server (``bench.common.archway_server``: fresh SQLite + filesyste
    built before the clock starts. Reported: instances/s, MB/s of request body, p50/p95
    request latency, non-200 answers (with their bodies), and CPU seconds used by the
    server and by the client (they share the machine).
-2. **Memory.** One 1 GiB multi-frame instance (1024×1024×16-bit frames), generated as a
+2. **Memory.** One 1 GiB multi-frame instance (1024x1024x16-bit frames), generated as a
    file on disk and streamed from it with chunked transfer encoding. The RSS of all
    server processes is sampled every 50 ms; reported: peak growth over the baseline,
    wall time, status, and whether the response references the instance's UID.
@@ -50,6 +50,7 @@ from bench.common import (
     RssSampler,
     Server,
     archway_server,
+    busy_cpu_seconds,
     format_table,
     machine_facts,
     percentile,
@@ -78,7 +79,7 @@ class InstanceFactory:
     def __init__(self, rows: int = 512, columns: int = 512) -> None:
         from tests.factories import make_dataset, to_part10
 
-        self.run_id = f"{random.randrange(10**8):08d}"
+        self.run_id = str(random.randrange(10**7, 10**8))  # no leading zero (PS3.5 §9.1)
         ds = make_dataset(
             study_uid=self.uid(1, 0),
             series_uid=self.uid(2, 0),
@@ -96,8 +97,8 @@ class InstanceFactory:
                 raise BenchError("template instance does not contain its UID placeholder")
 
     def uid(self, kind: int, number: int) -> str:
-        """A fixed-length UID: kind 1 = study, 2 = series, 3 = SOP instance."""
-        return f"{UID_ROOT}{self.run_id}.{kind}.{number:09d}"
+        """A fixed-length valid UID: kind 1 = study, 2 = series, 3 = SOP instance."""
+        return f"{UID_ROOT}{self.run_id}.{kind}.{10**9 + number}"
 
     def instance(self, number: int) -> tuple[bytes, str]:
         """Part 10 bytes and SOP Instance UID of instance ``number``."""
@@ -176,7 +177,9 @@ def _send_loop(
             except httpx.HTTPError as exc:
                 status, error = 0, f"{type(exc).__name__}: {exc}"
             results.append(
-                RequestResult(started, time.monotonic(), status, len(body.content), body.instances, error[:1000])
+                RequestResult(
+                    started, time.monotonic(), status, len(body.content), body.instances, error[:1000]
+                )
             )
     return results
 
@@ -298,6 +301,7 @@ class PhaseResult:
     max_ms: float
     server_cpu_s: float
     client_cpu_s: float
+    other_cpu_s: float  # everything else on the machine during the row
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -309,9 +313,10 @@ def measure_phase(
     server: Server, bodies: Sequence[Body], clients: int, per_request: int, mode: str, max_seconds: float
 ) -> PhaseResult:
     """Run one load phase and turn its request results into figures."""
-    server_cpu = server.cpu_seconds()
+    server_cpu, machine_cpu = server.cpu_seconds(), busy_cpu_seconds()
     results, client_cpu = run_load(server, bodies, clients, mode, max_seconds)
     server_cpu = server.cpu_seconds() - server_cpu
+    machine_cpu = busy_cpu_seconds() - machine_cpu
     if not results:
         raise BenchError("no request was sent")
     wall = max(r.ended for r in results) - min(r.started for r in results)
@@ -333,6 +338,7 @@ def measure_phase(
         max_ms=max(latencies),
         server_cpu_s=server_cpu,
         client_cpu_s=client_cpu,
+        other_cpu_s=max(0.0, machine_cpu - server_cpu - client_cpu),
         errors=errors[:10],
     )
 
@@ -340,8 +346,10 @@ def measure_phase(
 # --- the 1 GiB instance -------------------------------------------------------------------
 
 
-def write_big_instance(path: Path, factory: InstanceFactory, frames: int, size: int = 1024) -> tuple[int, str]:
-    """Write a multi-frame native instance of ``frames`` size×size 16-bit frames to ``path``.
+def write_big_instance(
+    path: Path, factory: InstanceFactory, frames: int, size: int = 1024
+) -> tuple[int, str]:
+    """Write a multi-frame native instance of ``frames`` sizexsize 16-bit frames to ``path``.
 
     The header is written by pydicom without pixel data; then (7FE0,0010) OW with its
     explicit 4-byte length, then the frames, one 2 MiB buffer at a time. Returns the file
@@ -511,9 +519,10 @@ def _print_header(server: Server, facts: dict[str, Any], instance_bytes: int, mo
         "(SQLite + filesystem blobs, ARCHWAY_FSYNC on), token via "
         f"{server.token_source}\n"
         f"machine: nproc {facts['nproc']} ({facts['cpu_model'] or 'unknown CPU'}), "
-        f"{facts['mem_total_mb'] / 1024:.0f} GiB RAM, Python {facts['python']}; {versions}\n"
+        f"{facts['mem_total_mb'] / 1024:.0f} GiB RAM, Python {facts['python']}; {versions}; "
+        f"load average before the run {facts['load_average']}\n"
         f"NOTE: client and server share this machine; client CPU is taken from the server's budget.\n"
-        f"instance: 512x512 16-bit CT, {instance_bytes:,} bytes Part 10; clients: {mode}es, "
+        f"instance: 512x512 16-bit CT, {instance_bytes:,} bytes Part 10; clients: {mode}-based, "
         "one keep-alive connection each"
     )
 
@@ -532,6 +541,7 @@ def _phase_rows(phases: Sequence[PhaseResult]) -> str:
         "srv CPU ms/inst",
         "srv cores",
         "client cores",
+        "other cores",
     )
     rows = [
         (
@@ -547,6 +557,7 @@ def _phase_rows(phases: Sequence[PhaseResult]) -> str:
             p.server_cpu_ms_per_instance,
             p.server_cpu_s / p.wall_s,
             p.client_cpu_s / p.wall_s,
+            p.other_cpu_s / p.wall_s,
         )
         for p in phases
     ]
