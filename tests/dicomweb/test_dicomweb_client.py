@@ -7,7 +7,7 @@ import pytest
 from dicomweb_client.api import DICOMwebClient
 from pydicom.dataset import FileMetaDataset
 
-from tests.factories import make_dataset
+from tests.factories import make_dataset, new_uid
 
 pytestmark = pytest.mark.both_tiers
 
@@ -54,3 +54,37 @@ def test_bearer_none_is_refused(live_url):
     with pytest.raises(Exception) as caught:
         client.retrieve_study_metadata("1.2.3")
     assert "401" in str(caught.value)
+
+
+def test_search_functions_including_fuzzy(client):
+    study_uid, series_uid = new_uid(), new_uid()
+    datasets = []
+    for number, (name, modality) in enumerate(
+        [("Doe^John", "CT"), ("Doe^John", "CT"), ("Roe^Jane", "MR")], 1
+    ):
+        ds = make_dataset(
+            study_uid=study_uid if name == "Doe^John" else None,
+            series_uid=series_uid if name == "Doe^John" else None,
+            patient_name=name,
+            modality=modality,
+            InstanceNumber=number,
+            patient_id=name[:3].upper(),
+        )
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1"
+        datasets.append(ds)
+    client.store_instances(datasets)
+
+    studies = client.search_for_studies(search_filters={"PatientName": "jo do"}, fuzzymatching=True)
+    assert [s["0020000D"]["Value"][0] for s in studies] == [study_uid]
+    assert client.search_for_studies(search_filters={"PatientName": "ohn"}, fuzzymatching=True) == []
+    studies = client.search_for_studies(search_filters={"PatientID": "DOE"}, fields=["StudyDescription"])
+    assert studies[0]["00081030"]["Value"] == ["Synthetic study"]
+    series = client.search_for_series(study_uid)
+    assert [s["00080060"]["Value"][0] for s in series] == ["CT"]
+    instances = client.search_for_instances(study_uid, search_filters={"InstanceNumber": "2"})
+    assert [i["00080018"]["Value"][0] for i in instances] == [datasets[1].SOPInstanceUID]
+    everything = client.search_for_series(search_filters={"Modality": "MR"})
+    assert [s["0020000E"]["Value"][0] for s in everything] == [datasets[2].SeriesInstanceUID]
