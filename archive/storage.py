@@ -677,6 +677,34 @@ def _fs_iter_blobs(storage: FileSystemStorage, prefix: str) -> Iterator[BlobInfo
                 )
 
 
+def remove_stale_partials(older_than: datetime, *, dry_run: bool = False) -> int:
+    """Delete temp files of filesystem puts that never finished (a crash mid-write).
+
+    ``iter_blobs`` never lists them, so this is the only way they go. On S3 an
+    interrupted upload is an incomplete multipart upload, which the bucket's lifecycle
+    rule (AbortIncompleteMultipartUpload) removes; nothing to do here. Returns the count.
+    """
+    backend = _backend()
+    if not isinstance(backend, FileSystemStorage):
+        return 0
+    root = os.path.abspath(backend.location)
+    removed = 0
+    for dirpath, _dirnames, filenames in os.walk(root):
+        for name in filenames:
+            if not name.endswith(TEMP_SUFFIX):
+                continue
+            path = os.path.join(dirpath, name)
+            try:
+                modified = datetime.fromtimestamp(os.stat(path).st_mtime, tz=UTC)
+                if modified < older_than:
+                    if not dry_run:
+                        os.remove(path)
+                    removed += 1
+            except FileNotFoundError:
+                continue
+    return removed
+
+
 def _s3_iter_blobs(storage: S3Storage, prefix: str) -> Iterator[BlobInfo]:
     base = _s3_location_prefix(storage)
     paginator = _s3_client(storage).get_paginator("list_objects_v2")

@@ -431,3 +431,24 @@ def test_sweep_works_in_batches(db, dicom_storage, monkeypatch) -> None:
     assert all(storage.exists(instance.blob_key) for instance in instances)
     assert re.search(r"blobs checked\s+8\b", out)
     assert re.search(r"instances checked\s+3\b", out)
+
+
+def test_sweep_removes_unfinished_filesystem_writes(dicom_storage, db):
+    import os
+    import time
+
+    from django.core.files.storage import storages
+
+    if dicom_storage != "filesystem":
+        pytest.skip("temporary files exist only on the filesystem backend")
+    root = storages["dicom"].location
+    os.makedirs(os.path.join(root, "dicom", "1.2"), exist_ok=True)
+    partial = os.path.join(root, "dicom", "1.2", ".x.dcm.1234.archway-partial")
+    with open(partial, "wb") as handle:
+        handle.write(b"half an instance")
+    old = time.time() - 7200
+    os.utime(partial, (old, old))
+    out = io.StringIO()
+    call_command("sweep_orphans", "--grace", "3600", stdout=out)
+    assert not os.path.exists(partial)
+    assert "1 unfinished blob write" in out.getvalue()

@@ -118,6 +118,10 @@ class Command(BaseCommand):
             # Reservations first: their blobs are then gone before the blob listing, so
             # each orphan is handled (and counted) once.
             self._sweep_reservations(cutoff)
+            partials = storage.remove_stale_partials(cutoff, dry_run=self.dry_run)
+            if partials:
+                verb = "would delete" if self.dry_run else "deleted"
+                self.stdout.write(f"{verb} {partials} unfinished blob write(s) (temporary files)")
             self._sweep_blobs(cutoff)
             self._check_instances()
         except storage.StorageError as exc:
