@@ -155,6 +155,7 @@ class SearchView(DicomWebView):
         except QueryError as exc:
             raise ParseError(str(exc)) from exc
         spec = search_request.spec
+        _warn_unavailable_includefields(search_request, self.target)
         queryset = search(spec)
         if self.target == "series":
             queryset = queryset.select_related("study")
@@ -174,6 +175,26 @@ class SearchView(DicomWebView):
             return series_result(row, search_request, root, with_study=study_uid is None)
         return instance_result(
             row, search_request, root, with_study=study_uid is None, with_series=series_uid is None
+        )
+
+
+def _warn_unavailable_includefields(search_request: SearchRequest, target: Level) -> None:
+    """includefield of an attribute the level does not keep: say so (PS3.18 Warning 299).
+
+    Instance results come from each instance's full metadata, so every attribute is
+    available there; study and series results carry only their level's attributes (and,
+    across levels, those of the levels above).
+    """
+    if target == "instance":
+        return
+    available = set(levels.STUDY_TAGS) | STUDY_COMPUTED | {0x00080062, 0x0020000D, 0x00081190}
+    if target == "series":
+        available |= set(levels.SERIES_TAGS) | SERIES_COMPUTED | {0x0020000E}
+    missing = sorted(search_request.includefield - available)
+    if missing:
+        names = ", ".join(f"{tag:08X}" for tag in missing)
+        search_request.warnings.append(
+            f"includefield {names} not available at the {target} level; search instances to get it"
         )
 
 

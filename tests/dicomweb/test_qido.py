@@ -277,3 +277,10 @@ def test_percent_encoded_values_are_decoded(api, archive):
     assert uids(response) == {archive["muller"]}
     response = api.get("/dicomweb/studies?PatientName=Doe%2A")
     assert uids(response) == {archive["doe"]}
+
+
+def test_includefield_not_kept_at_the_level_is_a_299_warning(api, archive):
+    response = search(api, PatientID="P1", includefield="00280010")
+    assert response.status_code == 200
+    assert response.headers["warning"].startswith('299 archway "includefield 00280010 not available')
+    assert "warning" not in search(api, PatientID="P1", includefield="00100040").headers
