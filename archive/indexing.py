@@ -11,10 +11,12 @@ from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Sum
+from django.db.models.signals import post_save
+from django.dispatch import receiver
 from django.utils import timezone
 
 from archive import levels, values
-from archive.models import Instance, Patient, Series, Study
+from archive.models import Instance, Patient, PersonNameWord, Series, Study
 from archive.reader import InstanceHeader
 from archive.signals import instance_stored
 
@@ -208,9 +210,61 @@ def index_instance(
         size_bytes=F("size_bytes") + blob.size,
         updated_at=now,
     )
+    # A created study got its words from the post_save receiver below.
+    if {"patient_name_norm", "referring_physician_name_norm"} & study_changes.keys():
+        set_name_words(
+            study.pk, study_fields["patient_name_norm"], study_fields["referring_physician_name_norm"]
+        )
 
     instance_stored.send(sender=Instance, instance=instance, replaced=replaced is not None)
     return instance, replaced
+
+
+WORD_MAX = 64  # PersonNameWord.word max_length
+
+
+def name_words(normalized: str) -> list[str]:
+    """Words of a normalized person name for fuzzy search: split on ``^``, ``=``, white space.
+
+    Empty words are dropped, duplicates removed (first occurrence kept), each cut to 64.
+    """
+    words: dict[str, None] = {}
+    for word in normalized.replace("^", " ").replace("=", " ").split():
+        words.setdefault(word[:WORD_MAX], None)
+    return list(words)
+
+
+def name_word_rows(study_id: int, patient_name_norm: str, referring_name_norm: str) -> list[PersonNameWord]:
+    """Unsaved PersonNameWord rows of one study (also used by ``seed_index``)."""
+    return [
+        PersonNameWord(study_id=study_id, field=PersonNameWord.PATIENT, word=word)
+        for word in name_words(patient_name_norm)
+    ] + [
+        PersonNameWord(study_id=study_id, field=PersonNameWord.REFERRING, word=word)
+        for word in name_words(referring_name_norm)
+    ]
+
+
+def set_name_words(
+    study_id: int, patient_name_norm: str, referring_name_norm: str, *, created: bool = False
+) -> None:
+    """Replace one study's fuzzy-search words (its names changed or it was just created)."""
+    if not created:
+        PersonNameWord.objects.filter(study_id=study_id).delete()
+    PersonNameWord.objects.bulk_create(name_word_rows(study_id, patient_name_norm, referring_name_norm))
+
+
+@receiver(post_save, sender=Study, dispatch_uid="archive.indexing.study_name_words")
+def _study_saved(sender, instance: Study, created: bool = False, raw: bool = False, **kwargs) -> None:
+    """Any ``Study.save()`` (creation at ingest, admin, tests) brings its words up to date.
+
+    ``QuerySet.update()`` sends no signal: ``index_instance`` calls ``set_name_words``
+    itself when an update changes a name; ``bulk_create`` callers add the rows themselves.
+    """
+    if not raw:
+        set_name_words(
+            instance.pk, instance.patient_name_norm, instance.referring_physician_name_norm, created=created
+        )
 
 
 def _positive(value: int | None) -> int | None:

@@ -14,6 +14,8 @@ instance's values replace the previous ones (conformance statement, search notes
 from __future__ import annotations
 
 from django.db import models
+from django.db.models import F
+from django.db.models.functions import Upper
 
 
 class Patient(models.Model):
@@ -42,6 +44,8 @@ class Patient(models.Model):
         indexes = [
             # Admin search by name.
             models.Index(fields=["patient_name_norm"], name="archive_patient_name_norm"),
+            # QIDO PatientID=… (case-insensitive exact: ``UPPER(patient_id) = UPPER(%s)``).
+            models.Index(Upper("patient_id"), name="archive_patient_id_upper"),
         ]
 
     def __str__(self) -> str:
@@ -80,6 +84,17 @@ class Study(models.Model):
 
     class Meta:
         verbose_name_plural = "studies"
+        indexes = [
+            # QIDO /studies newest first (ORDER BY updated_at DESC, id DESC), e.g. paging
+            # with no filter (limit=100&offset=1000): read in index order, no sort.
+            models.Index(fields=["-updated_at", "-id"], name="archive_study_recent"),
+            # QIDO PatientName=DOE* (``patient_name_norm LIKE 'DOE%'``). PostgreSQL only uses
+            # a btree for LIKE prefixes under the C collation, or with a pattern opclass;
+            # other databases ignore ``opclasses``.
+            models.Index(
+                fields=["patient_name_norm"], opclasses=["varchar_pattern_ops"], name="archive_study_pn_like"
+            ),
+        ]
         # The permissions the role groups grant (archive.apps.ROLE_PERMISSIONS).
         permissions = [
             ("read_dicom", "Can search and retrieve DICOM (QIDO-RS, WADO-RS)"),
@@ -119,6 +134,14 @@ class Series(models.Model):
         indexes = [
             # Series of a study, newest first (QIDO study's series, admin).
             models.Index(fields=["study", "-updated_at"], name="archive_series_study_recent"),
+            # QIDO /series?Modality=MR, newest first: the query is case-insensitive
+            # (``UPPER(modality) = 'MR'``), so the index is on UPPER(modality), then index order.
+            models.Index(
+                Upper("modality"),
+                F("updated_at").desc(),
+                F("id").desc(),
+                name="archive_series_modality_recent",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -165,6 +188,40 @@ class Instance(models.Model):
 
     def __str__(self) -> str:
         return self.instance_uid
+
+
+class PersonNameWord(models.Model):
+    """One word of a study's normalized patient / referring physician name, for fuzzy search.
+
+    QIDO ``fuzzymatching=true`` matches when every query word is a prefix of some name
+    word; with one row per word that is an indexed prefix scan per query word instead of
+    a ``LIKE '%…'`` scan of every study. Maintained by ``archive.indexing`` whenever a
+    study's ``*_name_norm`` changes (words: the normalized name split on ``^``, ``=`` and
+    white space, deduplicated).
+    """
+
+    PATIENT = "P"
+    REFERRING = "R"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="name_words")
+    field = models.CharField(max_length=1)  # "P" PatientName, "R" ReferringPhysicianName
+    word = models.CharField(max_length=64)
+
+    class Meta:
+        indexes = [
+            # QIDO PatientName=jo do&fuzzymatching=true: ``field = 'P' AND word LIKE 'JO%'``
+            # per query word (pattern opclass on PostgreSQL, see Study; study_id included so
+            # the scan never visits the table).
+            models.Index(
+                fields=["field", "word"],
+                opclasses=["varchar_pattern_ops", "varchar_pattern_ops"],
+                include=["study"],
+                name="archive_pnword_prefix",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.field} {self.word}"
 
 
 class StoreReservation(models.Model):

@@ -14,7 +14,8 @@ from typing import Literal
 
 from django.db.models import CharField, Count, Exists, Lookup, Max, OuterRef, Q, QuerySet
 
-from archive.models import Instance, Series, Study
+from archive.indexing import WORD_MAX, name_words
+from archive.models import Instance, PersonNameWord, Series, Study
 from archive.values import normalize_name
 
 Level = Literal["study", "series", "instance"]
@@ -218,7 +219,7 @@ def _match_q(match: Match, target: Level) -> Q:
     if match.kind == "range":
         return _range_q(path, match.low, match.high)
     if match.kind == "fuzzy":
-        return _fuzzy_pn_q(path, match.values[0])
+        return _fuzzy_pn_q(attribute, target, match.values[0])
     value = match.values[0]
     if attribute.kind == "pn":
         normalized = normalize_name(value)
@@ -251,17 +252,18 @@ def _range_q(path: str, low, high) -> Q:
     return q
 
 
-def _fuzzy_pn_q(path: str, value: str) -> Q:
-    """Every word of the query is a prefix of some name component (conformance statement)."""
+def _fuzzy_pn_q(attribute: Attribute, target: Level, value: str) -> Q:
+    """Every word of the query is a prefix of some name component (conformance statement).
+
+    One indexed prefix scan of ``PersonNameWord`` per query word (maintained by
+    ``archive.indexing``), instead of ``LIKE '%…'`` over every study's name.
+    """
+    field = PersonNameWord.REFERRING if attribute.column.startswith("referring") else PersonNameWord.PATIENT
+    study_path = "pk" if target == "study" else "study_id"
     q = Q()
-    for word in normalize_name(value).replace("^", " ").replace("=", " ").split():
-        pattern = like_pattern(word)
-        q &= (
-            Q(**{f"{path}__dicom_like": f"{pattern}%"})
-            | Q(**{f"{path}__dicom_like": f"%^{pattern}%"})
-            | Q(**{f"{path}__dicom_like": f"% {pattern}%"})
-            | Q(**{f"{path}__dicom_like": f"%={pattern}%"})
-        )
+    for word in name_words(normalize_name(value)):
+        words = PersonNameWord.objects.filter(field=field, word__startswith=word[:WORD_MAX])
+        q &= Q(**{f"{study_path}__in": words.values("study_id")})
     return q
 
 

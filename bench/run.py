@@ -25,6 +25,8 @@ from bench.common import BenchError, write_results
 # name -> module. Add retrieve, metadata, qido… here as bench/<name>.py appear.
 BENCHMARKS: dict[str, str] = {
     "stow": "bench.stow",
+    "qido": "bench.qido",
+    "retrieve": "bench.retrieve",
 }
 
 
