@@ -80,7 +80,7 @@ class Study(models.Model):
     # Study-level attributes as DICOM JSON (PS3.18 Annex F), for responses.
     attributes = models.JSONField(default=dict)
     created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True, db_index=True)  # newest-first paging
+    updated_at = models.DateTimeField(auto_now=True)  # newest-first paging: archive_study_recent
 
     class Meta:
         verbose_name_plural = "studies"

@@ -260,11 +260,17 @@ def _fuzzy_pn_q(attribute: Attribute, target: Level, value: str) -> Q:
     """
     field = PersonNameWord.REFERRING if attribute.column.startswith("referring") else PersonNameWord.PATIENT
     study_path = "pk" if target == "study" else "study_id"
-    q = Q()
-    for word in name_words(normalize_name(value)):
-        words = PersonNameWord.objects.filter(field=field, word__startswith=word[:WORD_MAX])
-        q &= Q(**{f"{study_path}__in": words.values("study_id")})
-    return q
+    subqueries = [
+        PersonNameWord.objects.filter(field=field, word__startswith=word[:WORD_MAX]).values("study_id")
+        for word in name_words(normalize_name(value))
+    ]
+    if not subqueries:
+        return Q()
+    # One INTERSECT of the per-word id sets: PostgreSQL then computes the (small) set of
+    # matching studies first. ANDed IN-subqueries made it walk every study newest-first
+    # and probe each word per study (measured at 20k studies: 21.7 ms → 6.9 ms).
+    matching = subqueries[0] if len(subqueries) == 1 else subqueries[0].intersection(*subqueries[1:])
+    return Q(**{f"{study_path}__in": matching})
 
 
 def _modalities_q(match: Match, target: Level) -> Q:
