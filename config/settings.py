@@ -132,6 +132,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Tests use a file too: in-memory shared-cache SQLite fails lock waits at once
     # instead of honouring the busy timeout, unlike the real (WAL file) deployment.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-archway.sqlite3")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Under ASGI every request runs in a new thread, and Django's persistent connections
+    # are per thread, so each request opened a new PostgreSQL connection. psycopg's pool
+    # is shared by all threads of the process (Django requires CONN_MAX_AGE = 0 with it).
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env_int("DATABASE_POOL_MIN_SIZE", 2),
+        "max_size": env_int("DATABASE_POOL_MAX_SIZE", 20),
+        "timeout": 10,
+    }
 # DRF's exception handler calls set_rollback() under ATOMIC_REQUESTS, which would undo a
 # partially successful STOW; transactions are per instance instead.
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
