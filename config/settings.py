@@ -117,9 +117,7 @@ TEMPLATES = [
 
 # --- database -------------------------------------------------------------------------
 DATABASE_URL = env("DATABASE_URL", f"sqlite:///{VAR_DIR / 'archway.sqlite3'}")
-DATABASES = {
-    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60))
-}
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets readers run beside the single writer; IMMEDIATE transactions make a
     # writer wait for the lock (busy timeout) instead of failing mid-transaction.
@@ -244,8 +242,16 @@ _cors_origins = env_list("ARCHWAY_CORS_ALLOWED_ORIGINS")
 CORS_ALLOW_ALL_ORIGINS = _cors_origins == ["*"]
 CORS_ALLOWED_ORIGINS = [] if CORS_ALLOW_ALL_ORIGINS else _cors_origins
 CORS_URLS_REGEX = r"^/dicomweb/.*$"
-CORS_EXPOSE_HEADERS = ["Content-Type", "Content-Length", "Content-Location", "Content-Range", "ETag",
-                       "Location", "Warning", "Accept-Ranges"]
+CORS_EXPOSE_HEADERS = [
+    "Content-Type",
+    "Content-Length",
+    "Content-Location",
+    "Content-Range",
+    "ETag",
+    "Location",
+    "Warning",
+    "Accept-Ranges",
+]
 CORS_ALLOW_HEADERS = ["accept", "authorization", "content-type", "if-none-match", "range", "x-requested-with"]
 CORS_PREFLIGHT_MAX_AGE = 86400
 
