@@ -223,7 +223,7 @@ def run(args: argparse.Namespace) -> dict:
         with tempfile.TemporaryDirectory(prefix="archway-bench-qido-") as tmp:
             var_dir = Path(tmp) / "var"
             (var_dir / "static").mkdir(parents=True)
-            env = {**server_env(var_dir), "DATABASE_URL": db_url, "DATABASE_CONN_MAX_AGE": "60"}
+            env = {**server_env(var_dir), "DATABASE_URL": db_url}
             _manage(env, "migrate", "--noinput")
             seeded = 0
             for scale in scales:
@@ -236,7 +236,7 @@ def run(args: argparse.Namespace) -> dict:
                 samples = _samples(db_url, rng)
                 makers = _query_makers(samples, rng)
                 figures: dict[str, Any] = {"seed_s": seed_s}
-                extra = {"DATABASE_URL": db_url, "DATABASE_CONN_MAX_AGE": "60"}
+                extra = {"DATABASE_URL": db_url}
                 with archway_server(workers=args.workers, extra_env=extra) as server:
                     headers = {**server.auth_headers, "Accept": DICOM_JSON}
                     with httpx.Client(headers=headers, timeout=60) as client:
