@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import multiprocessing as mp
 import os
 import platform
 import re
@@ -24,7 +25,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -520,3 +521,44 @@ def write_results(name: str, data: dict[str, Any]) -> Path:
     path = RESULTS_DIR / f"{name}-{stamp}.json"
     path.write_text(json.dumps(data, indent=2, default=str) + "\n")
     return path
+
+
+def run_forked_clients(
+    target: Callable[..., None], clients: int, *, head: tuple, tail: tuple, report_timeout: float
+) -> tuple[list[dict[str, Any]], float]:
+    """Run ``clients`` forked load-generator processes; ``(result rows, client CPU s)``.
+
+    Each process runs ``target(*head, barrier, queue, *tail)``: it waits on the barrier (so
+    all start together), does its work and puts ``(rows, cpu_seconds, error_text)`` on the
+    queue. Processes, not threads, so a busy client never holds the GIL against another.
+    Shared state the target needs (counters, bodies) must come from
+    ``multiprocessing.get_context("fork")`` before this call.
+    """
+    context = mp.get_context("fork")
+    barrier = context.Barrier(clients + 1)
+    queue = context.Queue()
+    processes = [
+        context.Process(target=target, args=(*head, barrier, queue, *tail), daemon=True)
+        for _ in range(clients)
+    ]
+    try:
+        for process in processes:
+            process.start()
+        barrier.wait(timeout=60)
+        rows: list[dict[str, Any]] = []
+        client_cpu = 0.0
+        for _ in processes:
+            try:
+                batch, cpu, error = queue.get(timeout=report_timeout)
+            except Exception as exc:
+                raise BenchError("a client process did not report in time") from exc
+            if error:
+                raise BenchError(f"a client process failed: {error}")
+            rows += batch
+            client_cpu += cpu
+        return rows, client_cpu
+    finally:
+        for process in processes:
+            process.join(timeout=10)
+            if process.is_alive():
+                process.kill()

@@ -48,6 +48,7 @@ from bench.common import (
     format_table,
     machine_facts,
     percentile,
+    run_forked_clients,
 )
 from bench.stow import InstanceFactory, multipart_body, run_load, store_big_instance, summarise_profile
 
@@ -199,39 +200,15 @@ def run_gets(
     url: str, headers: dict[str, str], clients: int, total: int, max_seconds: float
 ) -> tuple[list[GetResult], float]:
     """``total`` GETs of ``url`` by ``clients`` forked client processes; ``(results, client CPU s)``."""
-    context = mp.get_context("fork")
-    counter = context.Value("q", 0)
-    barrier = context.Barrier(clients + 1)
-    queue = context.Queue()
-    processes = [
-        context.Process(
-            target=_process_client,
-            args=(url, headers, counter, total, barrier, queue, max_seconds),
-            daemon=True,
-        )
-        for _ in range(clients)
-    ]
-    try:
-        for process in processes:
-            process.start()
-        barrier.wait(timeout=60)
-        results: list[GetResult] = []
-        client_cpu = 0.0
-        for _ in processes:
-            try:
-                rows, cpu, error = queue.get(timeout=max_seconds + 300)
-            except Exception as exc:
-                raise BenchError("a client process did not report in time") from exc
-            if error:
-                raise BenchError(f"a client process failed: {error}")
-            results += [GetResult(**row) for row in rows]
-            client_cpu += cpu
-        return results, client_cpu
-    finally:
-        for process in processes:
-            process.join(timeout=10)
-            if process.is_alive():
-                process.kill()
+    counter = mp.get_context("fork").Value("q", 0)
+    rows, client_cpu = run_forked_clients(
+        _process_client,
+        clients,
+        head=(url, headers, counter, total),
+        tail=(max_seconds,),
+        report_timeout=max_seconds + 300,
+    )
+    return [GetResult(**row) for row in rows], client_cpu
 
 
 @dataclass

@@ -54,6 +54,7 @@ from bench.common import (
     format_table,
     machine_facts,
     percentile,
+    run_forked_clients,
 )
 
 NAME = "stow"
@@ -249,39 +250,17 @@ def run_load(
 
     global _FORK_BODIES
     _FORK_BODIES = bodies
-    context = mp.get_context("fork")
-    shared_counter = context.Value("q", 0)
-    barrier = context.Barrier(clients + 1)
-    queue = context.Queue()
-    processes = [
-        context.Process(
-            target=_process_client,
-            args=(url, headers, shared_counter, barrier, queue, max_seconds),
-            daemon=True,
-        )
-        for _ in range(clients)
-    ]
+    shared_counter = mp.get_context("fork").Value("q", 0)
     try:
-        for process in processes:
-            process.start()
-        barrier.wait(timeout=60)
-        results: list[RequestResult] = []
-        client_cpu = 0.0
-        for _ in processes:
-            try:
-                rows, cpu, error = queue.get(timeout=max_seconds + 180)
-            except Exception as exc:
-                raise BenchError("a client process did not report in time") from exc
-            if error:
-                raise BenchError(f"a client process failed: {error}")
-            results += [RequestResult(**row) for row in rows]
-            client_cpu += cpu
-        return results, client_cpu
+        rows, client_cpu = run_forked_clients(
+            _process_client,
+            clients,
+            head=(url, headers, shared_counter),
+            tail=(max_seconds,),
+            report_timeout=max_seconds + 180,
+        )
+        return [RequestResult(**row) for row in rows], client_cpu
     finally:
-        for process in processes:
-            process.join(timeout=10)
-            if process.is_alive():
-                process.kill()
         _FORK_BODIES = ()
 
 
