@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('archive', '0003_personnameword_qido_indexes'),
+        ("archive", "0003_personnameword_qido_indexes"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='study',
-            name='updated_at',
+            model_name="study",
+            name="updated_at",
             field=models.DateTimeField(auto_now=True),
         ),
     ]
