@@ -24,7 +24,6 @@ import multiprocessing as mp
 import random
 import shutil
 import signal
-import struct
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -50,7 +49,15 @@ from bench.common import (
     percentile,
     run_forked_clients,
 )
-from bench.stow import InstanceFactory, multipart_body, run_load, store_big_instance, summarise_profile
+from bench.stow import (
+    InstanceFactory,
+    frame_marker,
+    multipart_body,
+    run_load,
+    store_big_instance,
+    summarise_profile,
+    write_big_instance,
+)
 
 NAME = "retrieve"
 ACCEPT_ANY_TS = 'multipart/related; type="application/dicom"; transfer-syntax=*'
@@ -89,49 +96,6 @@ def store_instances(server: Server, instances: list[bytes], per_request: int) ->
     if failed or sum(r.instances for r in results) != len(instances):
         detail = failed[0].error[:500] if failed else "not every request was sent"
         raise BenchError(f"storing the test data failed ({len(failed)} requests): {detail}")
-
-
-def write_multiframe(
-    path: Path, factory: Factory, frames: int, rows: int, columns: int
-) -> tuple[int, str, str, str]:
-    """A native multi-frame instance of ``frames`` rows x columns 16-bit frames, written to ``path``.
-
-    As ``bench.stow.write_big_instance`` (pydicom header, then ``(7FE0,0010) OW`` with its
-    explicit length, then the frames), with non-square frames; the first 4 bytes of frame
-    *n* (1-based) are ``n - 1`` as little-endian uint32 (masked to 12-bit values), so a
-    retrieved frame can be checked. Returns size, study, series and SOP Instance UIDs.
-    """
-    from tests.factories import make_dataset, to_part10
-
-    study_uid, series_uid, sop_uid = (factory.uid(kind, 888_888_888) for kind in (1, 2, 3))
-    ds = make_dataset(
-        study_uid=study_uid,
-        series_uid=series_uid,
-        instance_uid=sop_uid,
-        rows=rows,
-        columns=columns,
-        patient_id="BENCH-1",
-        patient_name="Bench^Retrieve",
-        StudyDescription="retrieve benchmark (large multi-frame)",
-    )
-    frame = bytearray(ds.PixelData)
-    del ds.PixelData
-    ds.NumberOfFrames = frames
-    header = to_part10(ds)
-    pixel_bytes = len(frame) * frames
-    if pixel_bytes >= 0xFFFFFFFF:
-        raise BenchError(f"{frames} frames do not fit in one explicit-length element")
-    with path.open("wb") as out:
-        out.write(header)
-        out.write(struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OW", 0, pixel_bytes))
-        for index in range(frames):
-            frame[:4] = frame_marker(index + 1)
-            out.write(frame)
-    return len(header) + 12 + pixel_bytes, study_uid, series_uid, sop_uid
-
-
-def frame_marker(number: int) -> bytes:
-    return struct.pack("<I", (number - 1) & 0x0FFF0FFF)
 
 
 # --- load generation ----------------------------------------------------------------------
@@ -594,7 +558,9 @@ def big_section(
     factory = Factory()
     path = server.workdir / "big.dcm"
     started = time.monotonic()
-    size, study_uid, series_uid, sop_uid = write_multiframe(path, factory, frames, rows_, columns)
+    size, study_uid, series_uid, sop_uid = write_big_instance(
+        path, factory, frames, rows_, columns, uid_number=888_888_888, label="retrieve"
+    )
     generated = time.monotonic() - started
     stored = store_big_instance(server, path, sop_uid)
     path.unlink(missing_ok=True)

@@ -325,43 +325,55 @@ def measure_phase(
 # --- the 1 GiB instance -------------------------------------------------------------------
 
 
+def frame_marker(number: int) -> bytes:
+    """The first 4 bytes of frame ``number`` (1-based) of a benchmark instance (12-bit values)."""
+    return struct.pack("<I", (number - 1) & 0x0FFF0FFF)
+
+
 def write_big_instance(
-    path: Path, factory: InstanceFactory, frames: int, size: int = 1024
-) -> tuple[int, str]:
-    """Write a multi-frame native instance of ``frames`` sizexsize 16-bit frames to ``path``.
+    path: Path,
+    factory: InstanceFactory,
+    frames: int,
+    rows: int = 1024,
+    columns: int = 1024,
+    *,
+    uid_number: int = 999_999_999,
+    label: str = "STOW",
+) -> tuple[int, str, str, str]:
+    """Write a native multi-frame instance of ``frames`` rows x columns 16-bit frames to ``path``.
 
     The header is written by pydicom without pixel data; then (7FE0,0010) OW with its
-    explicit 4-byte length, then the frames, one 2 MiB buffer at a time. Returns the file
-    size and the SOP Instance UID.
+    explicit 4-byte length, then the frames, so a GiB-sized file never sits in memory. Frame
+    *n* starts with ``frame_marker(n)``, so a retrieved frame can be checked. Returns the
+    file size and the study, series and SOP Instance UIDs.
     """
     from tests.factories import make_dataset, to_part10
 
-    sop_uid = factory.uid(3, 999_999_999)
+    study_uid, series_uid, sop_uid = (factory.uid(kind, uid_number) for kind in (1, 2, 3))
     ds = make_dataset(
-        study_uid=factory.uid(1, 999_999_999),
-        series_uid=factory.uid(2, 999_999_999),
+        study_uid=study_uid,
+        series_uid=series_uid,
         instance_uid=sop_uid,
-        rows=size,
-        columns=size,
+        rows=rows,
+        columns=columns,
         patient_id="BENCH-1",
-        patient_name="Bench^Stow",
-        StudyDescription="STOW benchmark (large multi-frame)",
+        patient_name=f"Bench^{label.title()}",
+        StudyDescription=f"{label} benchmark (large multi-frame)",
     )
     frame = bytearray(ds.PixelData)
     del ds.PixelData
     ds.NumberOfFrames = frames
     header = to_part10(ds)
-    frame_bytes = len(frame)
-    pixel_bytes = frame_bytes * frames
+    pixel_bytes = len(frame) * frames
     if pixel_bytes >= 0xFFFFFFFF:
         raise BenchError(f"{frames} frames do not fit in one explicit-length element")
     with path.open("wb") as out:
         out.write(header)
         out.write(struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OW", 0, pixel_bytes))
         for index in range(frames):
-            frame[:4] = struct.pack("<I", index & 0x0FFF0FFF)  # keep frames distinct, values 12-bit
+            frame[:4] = frame_marker(index + 1)
             out.write(frame)
-    return len(header) + 12 + pixel_bytes, sop_uid
+    return len(header) + 12 + pixel_bytes, study_uid, series_uid, sop_uid
 
 
 def _stream_file(path: Path, boundary: str, sent: list[float]) -> Iterator[bytes]:
@@ -611,7 +623,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.stow_big_frames > 0:
             big_path = server.workdir / "big.dcm"
             generated = time.monotonic()
-            size, sop_uid = write_big_instance(big_path, factory, args.stow_big_frames)
+            size, _, _, sop_uid = write_big_instance(big_path, factory, args.stow_big_frames)
             generated = time.monotonic() - generated
             print(
                 f"\nlarge instance: {args.stow_big_frames} frames 1024x1024 16-bit, {size / 2**30:.2f} GiB "
