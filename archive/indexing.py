@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, Sum
+from django.db.models import Count, Sum
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 from django.utils import timezone
 
-from archive import levels, values
+from archive import fastsql, levels, values
 from archive.models import Instance, Patient, PersonNameWord, Series, Study
 from archive.reader import InstanceHeader
 from archive.signals import instance_stored
@@ -115,19 +115,26 @@ def _add_to_set(joined: str, item: str) -> str:
 
 
 def _locked_or_created(model, lookup: dict, defaults: dict):
-    """Lock the row (``select_for_update``) or create it; (row, created).
+    """Lock the row (``FOR UPDATE`` where supported) or create it; (row, created).
 
-    Creation happens once per study or series, so only that path pays for a savepoint,
-    which lets a concurrent creator on PostgreSQL lose the race gracefully.
+    The lookup is plain SQL (``archive.fastsql``: this runs for every stored instance)
+    and loads only the fields ``index_instance`` compares. Creation happens once per
+    study or series, so only that path pays for the ORM and a savepoint, which lets a
+    concurrent creator on PostgreSQL lose the race gracefully.
     """
-    row = model.objects.select_for_update().filter(**lookup).first()
+    fields = [*lookup, *defaults, *_EXTRA_FIELDS.get(model, ())]
+    row = fastsql.select_one(model, lookup, fields, lock=True)
     if row is not None:
         return row, False
     try:
         with transaction.atomic():
             return model.objects.create(**lookup, **defaults), True
     except IntegrityError:
-        return model.objects.select_for_update().get(**lookup), False
+        return fastsql.select_one(model, lookup, fields, lock=True), False
+
+
+# Fields index_instance reads beyond the ones it compares.
+_EXTRA_FIELDS = {Study: ("modalities_in_study", "sop_classes_in_study"), Series: ("study_id",)}
 
 
 def _changed(row, fields: dict) -> dict:
@@ -157,7 +164,7 @@ def index_instance(
         Patient, {"patient_id": ids.patient_id, "issuer_of_patient_id": issuer}, patient_fields
     )
     if not created and (changes := _changed(patient, patient_fields)):
-        Patient.objects.filter(pk=patient.pk).update(**changes, updated_at=now)
+        fastsql.update(Patient, patient.pk, {**changes, "updated_at": now})
 
     study_fields = {**_study_fields(meta, ids), "patient_id": patient.pk}
     study, study_created = _locked_or_created(Study, {"study_uid": ids.study_uid}, study_fields)
@@ -167,34 +174,42 @@ def index_instance(
     )
 
     table = header.frame_table
-    instance = Instance.objects.create(
-        instance_uid=ids.instance_uid,
-        series=series,
-        study=study,
-        sop_class_uid=ids.sop_class_uid,
-        instance_number=values.integer(meta, T["InstanceNumber"]),
-        rows=_positive(values.integer(meta, T["Rows"])),
-        columns=_positive(values.integer(meta, T["Columns"])),
-        bits_allocated=_positive(values.integer(meta, T["BitsAllocated"])),
-        number_of_frames=table.number_of_frames,
-        transfer_syntax_uid=header.transfer_syntax_uid,
-        blob_key=blob.key,
-        size_bytes=blob.size,
-        sha256=blob.sha256,
-        version=blob.version,
-        frame_table=table.as_json(),
-        metadata=meta,
+    fields = {
+        "instance_uid": ids.instance_uid,
+        "series": series.pk,
+        "study": study.pk,
+        "sop_class_uid": ids.sop_class_uid,
+        "instance_number": values.integer(meta, T["InstanceNumber"]),
+        "rows": _positive(values.integer(meta, T["Rows"])),
+        "columns": _positive(values.integer(meta, T["Columns"])),
+        "bits_allocated": _positive(values.integer(meta, T["BitsAllocated"])),
+        "number_of_frames": table.number_of_frames,
+        "transfer_syntax_uid": header.transfer_syntax_uid,
+        "blob_key": blob.key,
+        "size_bytes": blob.size,
+        "sha256": blob.sha256,
+        "version": blob.version,
+        "frame_table": table.as_json(),
+        "metadata": meta,
+        "created_at": now,
+        "updated_at": now,
+    }
+    pk = fastsql.insert(Instance, fields)
+    instance = Instance(
+        pk=pk, **{name: value for name, value in fields.items() if name not in ("series", "study")}
     )
+    instance.series, instance.study = series, study
+    instance._state.adding, instance._state.db = False, fastsql.DB
 
     # Latest wins for series and study attributes; counts maintained here, not per query.
     series_changes = _changed(series, series_fields) if not series_created else {}
     if series.study_id != study.pk:  # a series re-sent under another study moves with it
         series_changes["study_id"] = study.pk
-    Series.objects.filter(pk=series.pk).update(
-        **series_changes,
-        number_of_instances=F("number_of_instances") + 1,
-        size_bytes=F("size_bytes") + blob.size,
-        updated_at=now,
+    fastsql.update(
+        Series,
+        series.pk,
+        {**series_changes, "updated_at": now},
+        {"number_of_instances": 1, "size_bytes": blob.size},
     )
     study_changes = _changed(study, study_fields) if not study_created else {}
     modalities = _add_to_set(study.modalities_in_study, series_fields["modality"])
@@ -203,12 +218,11 @@ def index_instance(
         study_changes["modalities_in_study"] = modalities
     if sop_classes != study.sop_classes_in_study:
         study_changes["sop_classes_in_study"] = sop_classes
-    Study.objects.filter(pk=study.pk).update(
-        **study_changes,
-        number_of_instances=F("number_of_instances") + 1,
-        number_of_series=F("number_of_series") + (1 if series_created else 0),
-        size_bytes=F("size_bytes") + blob.size,
-        updated_at=now,
+    fastsql.update(
+        Study,
+        study.pk,
+        {**study_changes, "updated_at": now},
+        {"number_of_instances": 1, "number_of_series": 1 if series_created else 0, "size_bytes": blob.size},
     )
     # A created study got its words from the post_save receiver below.
     if {"patient_name_norm", "referring_physician_name_norm"} & study_changes.keys():

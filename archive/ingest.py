@@ -31,8 +31,9 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from django.db import DatabaseError, IntegrityError, transaction
+from django.utils import timezone
 
-from archive import changefeed, storage
+from archive import changefeed, fastsql, storage
 from archive.dblock import write_lock
 from archive.errors import (
     DicomError,
@@ -297,13 +298,13 @@ def _write_and_index(
     warnings: tuple[str, ...],
     replace: bool,
 ) -> StoreOutcome:
-    if not replace and Instance.objects.filter(instance_uid=ids.instance_uid).exists():
+    if not replace and fastsql.exists(Instance, instance_uid=ids.instance_uid):
         raise InstanceExists(f"Instance {ids.instance_uid} is already stored")
     version = time.time_ns()
     key = blob_key(ids, version)
     try:
         with write_lock(), transaction.atomic():
-            reservation = StoreReservation.objects.create(instance_uid=ids.instance_uid, blob_key=key)
+            reservation = _reserve(ids.instance_uid, key)
     except IntegrityError:
         if not replace and Instance.objects.filter(instance_uid=ids.instance_uid).exists():
             raise InstanceExists(f"Instance {ids.instance_uid} is already stored") from None
@@ -316,7 +317,7 @@ def _write_and_index(
 
     blob_written = False
     try:
-        if not replace and Instance.objects.filter(instance_uid=ids.instance_uid).exists():
+        if not replace and fastsql.exists(Instance, instance_uid=ids.instance_uid):
             # The other store committed between our check and our reservation.
             raise InstanceExists(f"Instance {ids.instance_uid} is already stored")
         reader = _SanitizedReader(file)
@@ -330,7 +331,7 @@ def _write_and_index(
             with write_lock(), transaction.atomic():
                 instance, replaced = index_instance(header, meta, ids, blob, replace=replace)
                 changefeed.record_store(ids, version, replaced=replaced is not None)
-                StoreReservation.objects.filter(pk=reservation.pk).delete()
+                fastsql.delete(StoreReservation, reservation.pk)
                 if replaced is not None:
                     old_key = replaced.blob_key
                     transaction.on_commit(lambda: _delete_quietly(old_key))
@@ -353,6 +354,11 @@ def _write_and_index(
         size=header.file_size,
         instance_id=instance.pk,
     )
+
+
+def _reserve(instance_uid: str, key: str) -> StoreReservation:
+    values = {"instance_uid": instance_uid, "blob_key": key, "created_at": timezone.now()}
+    return StoreReservation(pk=fastsql.insert(StoreReservation, values), **values)
 
 
 def _release(reservation: StoreReservation) -> None:
