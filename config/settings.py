@@ -86,7 +86,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "config.middleware.AsyncWhiteNoiseMiddleware",  # WhiteNoise without the thread hops
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -217,6 +217,10 @@ FILE_UPLOAD_TEMP_DIR = env("FILE_UPLOAD_TEMP_DIR") or None
 # "token" (default): every DICOMweb request needs a token or an admin session.
 # "anonymous": unauthenticated requests get every permission (local demos only).
 ARCHWAY_AUTH_MODE = env("ARCHWAY_AUTH_MODE", "token")
+# Seconds each server process keeps a token's user and a user's roles (dicomweb.
+# authentication, dicomweb.permissions): a change made in another process (admin,
+# manage.py) reaches this one within this time. 0 = look them up on every request.
+ARCHWAY_AUTH_CACHE_SECONDS = env_int("ARCHWAY_AUTH_CACHE_SECONDS", 10)
 if ARCHWAY_AUTH_MODE not in {"token", "anonymous"}:
     raise ImproperlyConfigured(f"ARCHWAY_AUTH_MODE must be 'token' or 'anonymous', not {ARCHWAY_AUTH_MODE!r}")
 # Public base URL used in RetrieveURL / BulkDataURI when behind a proxy ("" = from the request).

@@ -480,6 +480,36 @@ def test_read_only_user_gets_403(live_url):
     assert "write" in response.json()["detail"]
 
 
+def test_role_changes_apply_to_the_next_request(live_url):
+    """Roles are cached per process (dicomweb.permissions); a change made here clears the cache."""
+    from django.contrib.auth.models import Group
+
+    user, key = make_user("writer", ("read", "write"))
+    with httpx.Client(base_url=live_url, headers={"Authorization": f"Bearer {key}"}) as client:
+        assert stow(client, [make_instance()]).status_code == 200
+        user.groups.remove(Group.objects.get(name="write"))
+        assert stow(client, [make_instance()]).status_code == 403
+        user.groups.add(Group.objects.get(name="write"))
+        assert stow(client, [make_instance()]).status_code == 200
+
+
+def test_revoked_token_and_deactivated_user_apply_to_the_next_request(live_url):
+    """Tokens are cached per process (dicomweb.authentication); revoking clears the cache."""
+    from rest_framework.authtoken.models import Token
+
+    user, key = make_user("revoked", ("read", "write"))
+    with httpx.Client(base_url=live_url, headers={"Authorization": f"Bearer {key}"}) as client:
+        assert stow(client, [make_instance()]).status_code == 200
+        user.is_active = False
+        user.save()
+        assert stow(client, [make_instance()]).status_code == 401
+        user.is_active = True
+        user.save()
+        assert stow(client, [make_instance()]).status_code == 200
+        Token.objects.filter(key=key).delete()
+        assert stow(client, [make_instance()]).status_code == 401
+
+
 def test_superuser_may_store(live_url):
     _, key = make_user("root", superuser=True)
     with httpx.Client(base_url=live_url, headers={"Authorization": f"Bearer {key}"}) as client:
