@@ -63,6 +63,7 @@ def workitem(
         "00404041": el("CS", "READY"),
         "00404021": el("SQ"),
         "00741000": el("CS", "SCHEDULED"),
+        "0020000D": el("UI", "1.2.3.4"),
     }
     if uid:
         dataset["00080018"] = el("UI", uid)
@@ -110,7 +111,9 @@ def create(client: httpx.Client, **kwargs) -> str:
 
 def claim(client: httpx.Client, uid: str) -> str:
     transaction_uid = new_uid()
-    response = put_json(client, f"/dicomweb/workitems/{uid}/state", state_body("IN PROGRESS", transaction_uid))
+    response = put_json(
+        client, f"/dicomweb/workitems/{uid}/state", state_body("IN PROGRESS", transaction_uid)
+    )
     assert response.status_code == 200, response.text
     return transaction_uid
 

@@ -31,19 +31,26 @@ def test_create_checks_sequence_items():
     assert "ReferencedRequestSequence (0040,A370)[1] > StudyInstanceUID (0020,000D) is required" in " ".join(
         problems
     )
-    assert any("ScheduledStationNameCodeSequence (0040,4025)[1] > CodingSchemeDesignator" in p for p in problems)
+    assert any(
+        "ScheduledStationNameCodeSequence (0040,4025)[1] > CodingSchemeDesignator" in p for p in problems
+    )
 
 
 def test_create_refuses_a_transaction_uid_and_a_performed_procedure():
     dataset = workitem("1.2.3", **{"00081195": el("UI", "1.2"), **performed()})
     problems = check(dataset, "create")
     assert "TransactionUID (0008,1195) is not allowed here." in problems
-    assert any(p.startswith("UnifiedProcedureStepPerformedProcedureSequence (0074,1216) must be empty") for p in problems)
+    assert any(
+        p.startswith("UnifiedProcedureStepPerformedProcedureSequence (0074,1216) must be empty")
+        for p in problems
+    )
 
 
 def test_update_checks_only_what_is_sent_and_forbids_some_attributes():
     assert check({"00741204": el("LO", "new label")}, "update") == []
-    assert check({"00741204": el("LO")}, "update") == ["ProcedureStepLabel (0074,1204) may not be emptied (Type 1)."]
+    assert check({"00741204": el("LO")}, "update") == [
+        "ProcedureStepLabel (0074,1204) may not be emptied (Type 1)."
+    ]
     assert check({"00080018": el("UI", "1.2")}, "update") == [
         "SOPInstanceUID (0008,0018) may not be changed by an update."
     ]
