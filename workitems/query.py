@@ -156,11 +156,10 @@ def match_q(searchable: Searchable, text: str, fuzzy: bool) -> Q:
                 q &= Q(patient_name_words__contains=" " + word)
             return q
         return Q(**{searchable.column: normalized})
-    if searchable.kind == "state":
-        if not has_wildcard(text) and text.upper() not in {s for s, _ in Workitem.STATES}:
-            raise QueryError(
-                f"ProcedureStepState: {text!r} is not a state (SCHEDULED, IN PROGRESS, CANCELED, COMPLETED)."
-            )
+    if searchable.kind == "state" and not has_wildcard(text) and text.upper() not in dict(Workitem.STATES):
+        raise QueryError(
+            f"ProcedureStepState: {text!r} is not a state (SCHEDULED, IN PROGRESS, CANCELED, COMPLETED)."
+        )
     if searchable.kind == "value":
         rows = WorkitemValue.objects.filter(workitem=OuterRef("pk"), attribute=searchable.path)
         if has_wildcard(text):

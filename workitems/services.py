@@ -74,7 +74,7 @@ class Outcome:
 
 
 def check_ae_title(ae_title: str) -> str:
-    """AE titles (PS3.5 AE VR): 1–16 printable ASCII characters, no backslash, not all spaces."""
+    """AE titles (PS3.5 AE VR): 1-16 printable ASCII characters, no backslash, not all spaces."""
     if not _AE.match(ae_title) or not ae_title.strip():
         raise UpsError(
             INVALID_ATTRIBUTE_VALUE,
@@ -170,7 +170,8 @@ def create(dataset: dict, workitem_uid: str | None = None) -> Workitem:
     if not uid:
         raise UpsError(
             MISSING_ATTRIBUTES,
-            "The workitem UID is missing: give AffectedSOPInstanceUID in the query or SOPInstanceUID (0008,0018)",
+            "The workitem UID is missing: give AffectedSOPInstanceUID in the query"
+            " or SOPInstanceUID (0008,0018)",
         )
     check_uid(str(uid), "workitem UID")
     if workitem_uid and in_dataset and in_dataset != workitem_uid:
@@ -245,7 +246,8 @@ def update(workitem_uid: str, changes: dict, transaction_uid: str | None) -> Wor
     if STATE in changes:
         raise UpsError(
             INVALID_ATTRIBUTE_VALUE,
-            "ProcedureStepState (0074,1000) cannot be set by an update: use the state or cancelrequest resources",
+            "ProcedureStepState (0074,1000) cannot be set by an update:"
+            " use the state or cancelrequest resources",
         )
     problems = requirements.check(changes, "update")
     if problems:
@@ -421,7 +423,7 @@ def subscribe(
             workitems = Workitem.objects.filter(parsed.q).exclude(state__in=(State.COMPLETED, State.CANCELED))
             reports = []
             for workitem in workitems.order_by("id"):
-                _, created = Subscription.objects.get_or_create(
+                Subscription.objects.get_or_create(
                     ae_title=ae_title,
                     workitem=workitem,
                     defaults={"scope": scope, "deletion_lock": deletion_lock},

@@ -130,7 +130,7 @@ def decide(event: Event, state: State, *, given: str | None, current: str | None
     """The outcome of ``event`` on a workitem in ``state``.
 
     ``given`` is the Transaction UID the request carries, ``current`` the workitem's.
-    The ownership checks (PS3.4 CC.1.1, PS3.18 §11.6–11.7) come first:
+    The ownership checks (PS3.4 CC.1.1, PS3.18 §11.6-11.7) come first:
 
     * an owner event on an IN PROGRESS workitem needs exactly the owner's UID;
     * N-SET of a SCHEDULED workitem must not carry one (nobody owns it yet);

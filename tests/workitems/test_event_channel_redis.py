@@ -48,7 +48,9 @@ def two_servers(transactional_db, tmp_path) -> Iterator[tuple[str, str, dict]]:
     db = connection.settings_dict
     env = {
         **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        "DATABASE_URL": (
+            f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+        ),
         "ARCHWAY_CHANNEL_LAYER_URL": REDIS_URL,
         "ARCHWAY_CHANNEL_LAYER_PREFIX": f"archway-test-{uuid.uuid4().hex}",
         "ARCHWAY_VAR_DIR": str(tmp_path),

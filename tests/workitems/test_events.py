@@ -28,6 +28,8 @@ from tests.workitems.helpers import (
 
 STATE, CANCEL_REQUESTED, PROGRESS, ASSIGNED = 1, 2, 3, 5
 
+pytestmark = pytest.mark.both_tiers
+
 
 @pytest.fixture
 def watcher(live_url: str) -> Iterator[tuple[httpx.Client, str]]:

@@ -26,4 +26,7 @@ class Command(BaseCommand):
         ae_titles = sorted(set(Subscription.objects.values_list("ae_title", flat=True)))
         events.send_now(ae_titles, [events.scp_status_change(STATUSES[status])])
         purged = purge_finished()
-        self.stdout.write(f"SCP Status Change {STATUSES[status]} sent to {len(ae_titles)} AE(s); {purged} finished workitem(s) purged")
+        self.stdout.write(
+            f"SCP Status Change {STATUSES[status]} sent to {len(ae_titles)} AE(s); "
+            f"{purged} finished workitem(s) purged"
+        )
