@@ -6,7 +6,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# Worklist event reports reach WebSocket clients through the channel layer. The in-memory
+# layer (no ARCHWAY_CHANNEL_LAYER_URL) exists only inside one process, so then one worker
+# serves everything; with a Redis channel layer every core gets a worker.
+ifeq ($(ARCHWAY_CHANNEL_LAYER_URL),)
+WORKERS ?= 1
+else
 WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
+endif
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 PYTEST_WORKERS ?= 2
 STAMP := $(VENV)/.installed

@@ -4,6 +4,8 @@ Django's ASGI handler reads the whole request body into a spooled temporary file
 before the view runs (memory stays bounded; large bodies spill to disk). That is why
 the request-size limit has to be enforced *here*, in front of Django: otherwise a
 client could fill the disk before the STOW view ever sees the request.
+
+WebSocket connections (the worklist's event channel) are routed to Django Channels.
 """
 
 from __future__ import annotations
@@ -16,6 +18,17 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 django_application = get_asgi_application()
 
-from config.limits import BodySizeLimit  # noqa: E402  (needs settings loaded)
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-application = BodySizeLimit(django_application)
+from config.limits import BodySizeLimit  # noqa: E402  (needs settings loaded)
+from workitems.auth import websocket_auth  # noqa: E402
+from workitems.routing import websocket_urlpatterns  # noqa: E402
+
+# HTTP goes to Django exactly as before; WebSockets (the UPS event channel,
+# /dicomweb/subscribers/{AETitle}) go to Channels with the same token authentication.
+application = ProtocolTypeRouter(
+    {
+        "http": BodySizeLimit(django_application),
+        "websocket": websocket_auth(URLRouter(websocket_urlpatterns)),
+    }
+)

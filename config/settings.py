@@ -82,6 +82,7 @@ INSTALLED_APPS = [
     "dicomweb",
     "rendering",
     "workitems",
+    "channels",
 ]
 
 MIDDLEWARE = [
@@ -268,6 +269,25 @@ CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND") or None
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+
+# --- worklist (UPS-RS) event channel ------------------------------------------------------
+# Event reports reach WebSocket clients through a channel layer. In memory (the default)
+# works within ONE server process only; with several processes (or machines) set
+# ARCHWAY_CHANNEL_LAYER_URL=redis://… so an event raised in one reaches clients of all.
+ARCHWAY_CHANNEL_LAYER_URL = env("ARCHWAY_CHANNEL_LAYER_URL")
+ARCHWAY_CHANNEL_LAYER_PREFIX = env("ARCHWAY_CHANNEL_LAYER_PREFIX", "archway")
+if ARCHWAY_CHANNEL_LAYER_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [ARCHWAY_CHANNEL_LAYER_URL], "prefix": ARCHWAY_CHANNEL_LAYER_PREFIX},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+# COMPLETED/CANCELED workitems are deleted this long after they finish, unless a
+# subscriber holds a deletion lock (then when the last lock is released and the time is up).
+ARCHWAY_UPS_RETENTION_SECONDS = env_int("ARCHWAY_UPS_RETENTION_SECONDS", 3600)
 
 # --- i18n / static --------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

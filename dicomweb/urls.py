@@ -12,6 +12,7 @@ from dicomweb.views.retrieve import BulkDataView, FramesView, InstancesView, Met
 from dicomweb.views.search import InstanceSearchView, SeriesSearchView, StudySearchView
 from dicomweb.views.store import StoreView
 from dicomweb.views.wadouri import WadoUriView
+from workitems.urls import urlpatterns as workitem_urlpatterns
 
 register_converter(UIDConverter, "uid")
 
@@ -52,5 +53,6 @@ urlpatterns = [
     path(f"{INSTANCE}/bulkdata/<path:path>", by_method(get=BulkDataView.as_view()), name="instance-bulkdata"),
     path("changefeed", by_method(get=ChangeFeedView.as_view()), name="changefeed"),
     path("changefeed/latest", by_method(get=ChangeFeedLatestView.as_view()), name="changefeed-latest"),
+    *workitem_urlpatterns,  # UPS-RS (worklist): /workitems…, /subscribers/{AETitle}
     re_path(r"^.*$", unknown_resource),
 ]

@@ -117,7 +117,8 @@ def resources(patterns: Iterable[URLPattern]) -> list[Resource]:
             view_class = getattr(view, "cls", None) or getattr(view, "view_class", None)
             if view_class is None:
                 continue
-            entry = Method(method, OPERATIONS.get((view_class.__name__, method), method.title()))
+            operation = getattr(view_class, "operations", {}).get(method)  # views may name their own
+            entry = Method(method, operation or OPERATIONS.get((view_class.__name__, method), method.title()))
             if view_class.__name__ == "StoreView":
                 entry.requests = list(STORE_REQUEST_TYPES)
             entry.responses = [_representation(d) for d in _descriptors(view_class, route)]
