@@ -1,11 +1,31 @@
-"""One URL, several DRF views by HTTP method (e.g. GET retrieve vs POST store on /studies/{study})."""
+"""One URL, several DRF views by HTTP method (e.g. GET retrieve vs POST store on /studies/{study}).
+
+``dispatch`` is an *async* view that runs the chosen (sync, DRF) view in a thread of the
+event loop's executor. Django would otherwise run every sync view of a process in one
+shared thread (``thread_sensitive=True``), so a worker process handled one DICOMweb
+request at a time: a STOW waiting for ``fsync``, the SQLite write lock or S3 held up
+every search and retrieve behind it. Each view call closes its thread's database
+connections when it returns (Django's request-finished cleanup runs in that other
+thread), which also hands pooled PostgreSQL connections back to the pool. Response
+bodies never touch the database (``dicomweb.streams``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
+from asgiref.sync import sync_to_async
+from django.db import connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
+
+
+def _run_and_close(view: Callable[..., HttpResponse], request: HttpRequest, *args, **kwargs) -> HttpResponse:
+    try:
+        return view(request, *args, **kwargs)
+    finally:
+        connections.close_all()
 
 
 def by_method(**views: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -15,15 +35,16 @@ def by_method(**views: Callable[..., HttpResponse]) -> Callable[..., HttpRespons
     allowed = ", ".join(sorted({*handlers, "OPTIONS"}))
 
     @csrf_exempt
-    def dispatch(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+    async def dispatch(request: HttpRequest, *args, **kwargs) -> HttpResponse:
         handler = handlers.get(request.method or "")
         if handler is None:
             if request.method == "OPTIONS":
-                return _capabilities_of(request, allowed)
+                return await sync_to_async(_capabilities_of)(request, allowed)
             response = JsonResponse({"detail": f'Method "{request.method}" not allowed.'}, status=405)
             response["Allow"] = allowed
             return response
-        return handler(request, *args, **kwargs)
+        call = partial(_run_and_close, handler, request, *args, **kwargs)
+        return await sync_to_async(call, thread_sensitive=False)()
 
     dispatch.handlers = handlers  # type: ignore[attr-defined]  (read by the capabilities document)
     return dispatch
