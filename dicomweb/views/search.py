@@ -140,6 +140,8 @@ def instance_result(
 class SearchView(DicomWebView):
     """GET /studies, /series, /instances and their study/series-scoped forms."""
 
+    audit_action = "search"
+
     accept_descriptors = SEARCH_DESCRIPTORS
     target: Level = "study"
 
