@@ -296,9 +296,11 @@ class MultipleFileField(forms.FileField):
 
     def clean(self, data, initial=None):
         single = super().clean
+        if not data:
+            raise forms.ValidationError(self.error_messages["required"], code="required")
         if isinstance(data, list | tuple):
             return [single(item, initial) for item in data]
-        return [single(data, initial)] if data else []
+        return [single(data, initial)]
 
 
 class UploadForm(forms.Form):

@@ -65,7 +65,8 @@ def totals() -> dict[str, int]:
 def over_time(months: int = MONTHS) -> list[Bar]:
     """Studies stored per month (by arrival), as bars of an inline SVG chart."""
     today = timezone.localdate()
-    first = (today.replace(day=1) - dt.timedelta(days=31 * (months - 1))).replace(day=1)
+    index = today.year * 12 + today.month - 1 - (months - 1)
+    first = dt.date(index // 12, index % 12 + 1, 1)
     rows = {
         row["month"].date() if isinstance(row["month"], dt.datetime) else row["month"]: row
         for row in Study.objects.filter(created_at__date__gte=first)

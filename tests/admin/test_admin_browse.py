@@ -21,7 +21,11 @@ def _store_study(n_series: int = 2, per_series: int = 2, **attributes) -> str:
         series_uid = new_uid()
         for i in range(per_series):
             data = make_instance(
-                study_uid=study_uid, series_uid=series_uid, InstanceNumber=i + 1, SeriesNumber=s + 1, **attributes
+                study_uid=study_uid,
+                series_uid=series_uid,
+                InstanceNumber=i + 1,
+                SeriesNumber=s + 1,
+                **attributes,
             )
             outcome = ingest.store(io.BytesIO(data))
             assert outcome.stored, outcome
@@ -64,7 +68,9 @@ def test_list_pages_cost_the_same_queries_for_3_or_15_studies(staff_client, djan
         response = staff_client.get(url)
     assert response.status_code == 200
     # Audit rows are written per request, not per row; everything else is page-sized queries.
-    assert len(large.captured_queries) == len(small.captured_queries), [q["sql"] for q in large.captured_queries]
+    assert len(large.captured_queries) == len(small.captured_queries), [
+        q["sql"] for q in large.captured_queries
+    ]
     assert len(large.captured_queries) <= 20
 
 
