@@ -139,7 +139,7 @@ def test_user_without_write_role_cannot_correct(live_url, api):
 
 @both_tiers
 def test_delete_study_after_confirmation_page(live_url, api):
-    study_uid, series_uid, instance_uids = _two_instance_study(api)
+    study_uid, _, instance_uids = _two_instance_study(api)
     from archive.models import AuditEvent, Study
 
     study = Study.objects.get(study_uid=study_uid)
