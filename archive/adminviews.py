@@ -401,12 +401,10 @@ def upload(request: HttpRequest) -> TemplateResponse:
 # --- OHIF viewer -----------------------------------------------------------------------------
 
 
-def ohif_root() -> Path:
-    return Path(settings.VAR_DIR) / "ohif"
-
-
 def ohif_link(study_uid: str) -> dict[str, Any]:
-    installed = (ohif_root() / "index.html").exists()
+    from archive.ohif import installed as ohif_installed
+
+    installed = ohif_installed()
     return {
         "installed": installed,
         "url": f"/viewer/viewer?StudyInstanceUIDs={study_uid}",

@@ -183,3 +183,45 @@ def test_dashboard_counts_modalities_chart_activity_and_workers(live_url, api):
     assert "Tasks run in-process" in page
     activity = page.split('id="recent-activity"')[1].split("</table>")[0]
     assert "integrator" in activity and "store" in activity
+
+
+def test_viewer_link_says_how_to_install_ohif_when_missing(live_url, api, settings, tmp_path):
+    settings.VAR_DIR = tmp_path  # no bundle installed here
+    stow(api, make_instance())
+    from archive.models import Study
+
+    browser = login(live_url, "tech")
+    page = browser.get(f"/admin/archive/study/{Study.objects.get().pk}/change/").text
+    assert "Open in viewer (not installed)" in page and "make ohif" in page
+    response = browser.get("/viewer/viewer?StudyInstanceUIDs=1.2.3")
+    assert response.status_code == 404 and "make ohif" in response.text
+    assert httpx_anonymous(live_url).get("/viewer/").status_code == 302  # staff login first
+
+
+def test_viewer_serves_bundle_with_spa_fallback(live_url, settings, tmp_path):
+    settings.VAR_DIR = tmp_path
+    bundle = tmp_path / "ohif"
+    bundle.mkdir()
+    (bundle / "index.html").write_text(
+        "<script>window.PUBLIC_URL = '/';</script><script src=\"/app-config.js\"></script>"
+        '<script src="/app.bundle.js"></script>'
+    )
+    (bundle / "app.bundle.js").write_text("console.log('ohif')")
+    browser = login(live_url, "tech")
+    for route in ("/viewer/", "/viewer/viewer?StudyInstanceUIDs=1.2.3", "/viewer/callback"):
+        page = browser.get(route)
+        assert page.status_code == 200, route
+        assert "window.PUBLIC_URL = '/viewer/'" in page.text and 'src="/viewer/app.bundle.js"' in page.text
+    script = browser.get("/viewer/app.bundle.js")
+    assert script.status_code == 200 and script.text == "console.log('ohif')"
+    assert "javascript" in script.headers["content-type"]
+    config = browser.get("/viewer/app-config.js").text
+    assert f"qidoRoot: '{live_url}/dicomweb'" in config
+    assert browser.get("/viewer/missing.bundle.js").status_code == 404
+    assert browser.get("/viewer/../../etc/passwd").status_code in (404, 400)
+
+
+def httpx_anonymous(live_url):
+    import httpx
+
+    return httpx.Client(base_url=live_url, timeout=30)

@@ -219,3 +219,62 @@ def test_download_instance_from_the_viewer(page, api):
         page.click("#download-instance")
     ds = pydicom.dcmread(io.BytesIO(Path(download.value.path()).read_bytes()))
     assert ds.StudyInstanceUID == study_uid
+
+
+def test_open_study_in_ohif_draws_an_image_and_every_request_succeeds(page, api, live_url):
+    from archive.ohif import installed
+
+    if not installed():
+        pytest.skip("the OHIF Viewer is not installed: `make ohif` (needs npm; .ci/run does it)")
+    study_uid, _ = _study(api, patient_name="Viewer^Ohif")
+    from archive.models import Study
+
+    failures: list[str] = []
+    page.on(
+        "response",
+        lambda r: (
+            failures.append(f"{r.status} {r.url}") if r.status >= 400 and r.url.startswith(live_url) else None
+        ),
+    )
+    page.goto(f"/admin/archive/study/{Study.objects.get().pk}/change/")
+    with page.context.expect_page() as opened:
+        page.click("#open-in-viewer")
+    viewer = opened.value
+    viewer.on(
+        "response",
+        lambda r: (
+            failures.append(f"{r.status} {r.url}") if r.status >= 400 and r.url.startswith(live_url) else None
+        ),
+    )
+    console: list[str] = []
+    viewer.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+    try:
+        viewer.wait_for_selector("canvas", timeout=60_000)
+    except Exception:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        viewer.screenshot(path=str(SCREENSHOTS / "ohif-failed.png"))
+        raise AssertionError(
+            f"no canvas at {viewer.url}; failures {failures}; console {console[-15:]}"
+        ) from None
+    from PIL import Image, ImageStat
+
+    drawn = None
+    for _ in range(60):  # the first frame arrives asynchronously
+        viewer.wait_for_timeout(500)
+        canvases = viewer.locator("canvas")
+        for index in range(canvases.count()):
+            canvas = canvases.nth(index)
+            box = canvas.bounding_box()
+            if not box or box["width"] < 100 or box["height"] < 100:
+                continue
+            shot = Image.open(io.BytesIO(canvas.screenshot())).convert("L")
+            if ImageStat.Stat(shot).stddev[0] > 5:  # not a blank (uniform) canvas
+                drawn = shot
+                break
+        if drawn is not None:
+            break
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    viewer.screenshot(path=str(SCREENSHOTS / "ohif.png"))
+    assert drawn is not None, "OHIF drew no image"
+    assert study_uid in viewer.url
+    assert not failures, failures
