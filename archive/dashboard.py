@@ -34,6 +34,10 @@ class Bar:
     width: float
     height: float
 
+    @property
+    def value_y(self) -> float:
+        return max(self.y - 3, 10)
+
 
 def by_modality() -> list[dict[str, Any]]:
     rows = (
