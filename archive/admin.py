@@ -146,7 +146,22 @@ def _first_image(outer: str) -> QuerySet[Instance]:
 # --- patients --------------------------------------------------------------------------------
 
 
-class PatientForm(forms.ModelForm):
+class CorrectionForm(forms.ModelForm):
+    """Checks the new values against their DICOM VR before anything is rewritten."""
+
+    keywords: dict[str, str] = {}
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if not self.errors:
+            try:
+                corrections.validate(_changes(self, self.keywords))
+            except ValueError as exc:
+                raise forms.ValidationError(str(exc)) from exc
+        return cleaned
+
+
+class PatientForm(CorrectionForm):
     class Meta:
         model = Patient
         fields = ["patient_name", "patient_id", "patient_birth_date", "patient_sex"]
@@ -163,6 +178,7 @@ PATIENT_KEYWORDS = {
     "patient_birth_date": "PatientBirthDate",
     "patient_sex": "PatientSex",
 }
+PatientForm.keywords = PATIENT_KEYWORDS
 STUDY_KEYWORDS = {
     **{k: v for k, v in PATIENT_KEYWORDS.items() if k != "patient_id"},
     "accession_number": "AccessionNumber",
@@ -200,7 +216,7 @@ class CorrectingAdmin(RoleAdmin):
             result = corrections.correct_studies(study_uids, changes)
         except (ValueError, corrections.CorrectionError) as exc:
             messages.error(request, f"Correction failed: {exc}")
-            self._failed = True
+            request.archway_correction_failed = True  # type: ignore[attr-defined]
             return
         audit.record(
             audit.Action.CHANGE,
@@ -226,7 +242,7 @@ class CorrectingAdmin(RoleAdmin):
         pass  # nothing related is edited here
 
     def log_change(self, request, obj, message):
-        if getattr(self, "_failed", False):
+        if getattr(request, "archway_correction_failed", False):
             return None
         return super().log_change(request, obj, message)
 
@@ -324,7 +340,8 @@ class StudyDateFilter(admin.SimpleListFilter):
         return queryset.filter(study_date__gte=since)
 
 
-class StudyForm(forms.ModelForm):
+class StudyForm(CorrectionForm):
+    keywords = STUDY_KEYWORDS
     patient_id_text = forms.CharField(label="Patient ID", required=False, disabled=True)
 
     class Meta:

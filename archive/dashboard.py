@@ -137,7 +137,9 @@ def workers() -> dict[str, Any]:
 
             client = redis.Redis.from_url(broker, socket_timeout=1, socket_connect_timeout=1)
             state["queues"] = [(name, client.llen(name)) for name in sorted(q for q in queues if q)]
-        replies = app.control.inspect(timeout=1.0).ping() or {}
+        # The broker named by the settings now (not whatever the app was first configured with).
+        with app.connection_for_write(broker) as connection:
+            replies = app.control.inspect(timeout=1.0, connection=connection).ping() or {}
         now = timezone.now()
         state["workers"] = [(name, now) for name in sorted(replies)]
     except Exception as exc:  # the dashboard must render even when the broker is down

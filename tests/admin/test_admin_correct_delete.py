@@ -111,10 +111,9 @@ def test_study_form_correction_and_invalid_value(live_url, api):
     form = _form_fields(browser.get(url).text)
     form["accession_number"] = "A" * 17  # SH allows 16
     response = browser.post(url, data=form)
-    # The model field allows 64, so the correction service refuses it: an error message, no change.
-    assert response.status_code == 302
-    page = browser.get(response.headers["location"]).text
-    assert "Correction failed" in page and "exceeds the maximum length of 16" in page
+    # The model field allows 64, but AccessionNumber is SH: the form refuses it, nothing changes.
+    assert response.status_code == 200
+    assert "errornote" in response.text and "exceeds the maximum length of 16" in response.text
     assert api.get("/dicomweb/studies", params={"AccessionNumber": "A" * 17}).status_code == 204
     form["accession_number"] = "ACC-NEW"
     form["study_description"] = "Corrected description"
@@ -178,3 +177,20 @@ def test_delete_series_and_instance_and_role(live_url, api):
     token = csrf(browser, url)
     assert browser.post(url, data={"post": "yes", "csrfmiddlewaretoken": token}).status_code == 302
     assert api.get(f"/dicomweb/studies/{study_uid}/metadata").status_code == 404
+
+
+def test_patient_id_correction_moves_the_studies(live_url, api):
+    study_uid, _, _ = _two_instance_study(api)
+    from archive.models import Patient
+
+    patient = Patient.objects.get(patient_id="P-42")
+    browser = login(live_url, "pacsadmin")
+    url = f"/admin/archive/patient/{patient.pk}/change/"
+    form = _form_fields(browser.get(url).text)
+    form["patient_id"] = "P-43"
+    response = browser.post(url, data=form)
+    assert response.status_code == 302
+    found = api.get("/dicomweb/studies", params={"PatientID": "P-43"})
+    assert found.status_code == 200 and found.json()[0]["0020000D"]["Value"] == [study_uid]
+    assert api.get("/dicomweb/studies", params={"PatientID": "P-42"}).status_code == 204
+    assert list(Patient.objects.values_list("patient_id", flat=True)) == ["P-43"]

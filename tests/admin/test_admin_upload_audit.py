@@ -225,3 +225,20 @@ def httpx_anonymous(live_url):
     import httpx
 
     return httpx.Client(base_url=live_url, timeout=30)
+
+
+@pytest.mark.real_services
+def test_dashboard_shows_queue_lengths_and_workers_with_a_broker(live_url, settings):
+    import redis
+
+    url = "redis://127.0.0.1:6379/14"
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except redis.RedisError as exc:
+        pytest.skip(f"Redis unavailable at {url}: {exc}")
+    settings.CELERY_BROKER_URL = url
+    browser = login(live_url, "pacsadmin")
+    workers = browser.get("/admin/").text.split('id="workers"')[1].split("</section>")[0]
+    assert "Broker unreachable" not in workers, workers
+    assert re.search(r"<td>celery</td><td>\d+</td>", workers)
+    assert "last heartbeat" in workers
