@@ -11,7 +11,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 PYTEST_WORKERS ?= 2
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-embedded test-real install lint format bench worker clean ohif
+.PHONY: run test test-embedded test-real install lint format bench worker clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,7 @@ clean:
 	rm -rf $(VENV) var/static
 
 ## The OHIF Viewer at /viewer/: its prebuilt bundle from the npm registry into var/ohif (needs npm).
+.PHONY: ohif
 OHIF_VERSION ?= 3.12.10
 OHIF_DIR ?= $(or $(ARCHWAY_VAR_DIR),var)/ohif
 ohif:
