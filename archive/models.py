@@ -171,7 +171,7 @@ class Instance(models.Model):
     version = models.BigIntegerField()
     # The version stored before the first attribute correction (archive.corrections), kept
     # and served to WADO-RS requests with ``msdicom-request-original: true``; "" = none.
-    original_blob_key = models.CharField(max_length=512, blank=True, default="")
+    original_blob_key = models.CharField(max_length=512, blank=True, default="", db_default="")
     original_size_bytes = models.BigIntegerField(null=True, blank=True)
 
     # Where the pixel data and each frame sit in the blob, so a frame is one ranged read.
