@@ -66,3 +66,21 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) var/static
+
+## The OHIF Viewer at /viewer/: its prebuilt bundle from the npm registry into var/ohif (needs npm).
+.PHONY: ohif
+OHIF_VERSION ?= 3.12.10
+OHIF_DIR ?= $(or $(ARCHWAY_VAR_DIR),var)/ohif
+ohif:
+	@command -v npm >/dev/null || { echo "npm is needed for the OHIF Viewer (apt-get install npm)"; exit 1; }
+	rm -rf $(OHIF_DIR).download $(OHIF_DIR).new && mkdir -p $(OHIF_DIR).download
+	cd $(OHIF_DIR).download && npm pack --silent @ohif/app@$(OHIF_VERSION) >/dev/null
+	tar -xzf $(OHIF_DIR).download/ohif-app-*.tgz -C $(OHIF_DIR).download
+	mv $(OHIF_DIR).download/package/dist $(OHIF_DIR).new
+	# Not used by Archway's viewer (AI models, microscopy): 200 MB → 50 MB.
+	rm -rf $(OHIF_DIR).new/ort $(OHIF_DIR).new/dicom-microscopy-viewer $(OHIF_DIR).download
+	# Served under /viewer/: webpack's public path (chunks, workers, wasm) is built as "/".
+	sed -i 's|__webpack_require__.p = "/";|__webpack_require__.p = "/viewer/";|' $(OHIF_DIR).new/*.js
+	sed -i 's|url(/\([^/]\)|url(/viewer/\1|g' $(OHIF_DIR).new/*.css
+	rm -rf $(OHIF_DIR) && mv $(OHIF_DIR).new $(OHIF_DIR)
+	@echo "OHIF Viewer $(OHIF_VERSION) installed in $(OHIF_DIR); open a study in the admin and click 'Open in viewer'."

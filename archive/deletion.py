@@ -56,9 +56,10 @@ class _Row:
     series_uid: str
     blob_key: str
     version: int
+    original_blob_key: str = ""  # kept from before an attribute correction; deleted too
 
 
-_ROW_FIELDS = ("instance_uid", "series__series_uid", "blob_key", "version")
+_ROW_FIELDS = ("instance_uid", "series__series_uid", "blob_key", "version", "original_blob_key")
 
 
 def delete_study(study_uid: str) -> Deleted:
@@ -105,7 +106,15 @@ def delete_instance(study_uid: str, series_uid: str, instance_uid: str) -> Delet
             )
         if instance is None:
             raise NothingToDelete(missing)
-        rows = [_Row(instance.instance_uid, series_uid, instance.blob_key, instance.version)]
+        rows = [
+            _Row(
+                instance.instance_uid,
+                series_uid,
+                instance.blob_key,
+                instance.version,
+                instance.original_blob_key,
+            )
+        ]
         _record(study_uid, rows)
         detach_instance(instance)  # series/study aggregates; empty series/study/patient removed
         return _after_commit(rows)
@@ -140,7 +149,9 @@ def _after_commit(rows: Sequence[_Row]) -> Deleted:
     """Queue the blob deletions for after the commit, ``BLOB_BATCH`` keys per task."""
     for start in range(0, len(rows), BLOB_BATCH):
         batch = rows[start : start + BLOB_BATCH]
-        keys = [row.blob_key for row in batch]
+        keys = [row.blob_key for row in batch] + [
+            row.original_blob_key for row in batch if row.original_blob_key
+        ]
         uids = [row.instance_uid for row in batch]
         # robust: the rows are gone whatever happens here; a failed enqueue (broker down)
         # only leaves orphans for sweep_orphans, and must not turn the delete into a 500.

@@ -28,6 +28,7 @@ import io
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import BinaryIO
 
 from django.db import DatabaseError, IntegrityError, transaction
@@ -249,11 +250,19 @@ def _failure(
     )
 
 
-def store(file: BinaryIO, *, expected_study_uid: str | None = None, replace: bool = False) -> StoreOutcome:
+def store(
+    file: BinaryIO,
+    *,
+    expected_study_uid: str | None = None,
+    replace: bool = False,
+    keep_original: bool = False,
+) -> StoreOutcome:
     """Archive one Part 10 instance and index it; bad data returns a failure, never raises.
 
     ``replace=True`` is PUT (upsert): an existing instance with the same SOP Instance
-    UID is replaced and its old blob removed after commit.
+    UID is replaced and its old blob removed after commit. ``keep_original=True`` (an
+    attribute correction, ``archive.corrections``) keeps the replaced instance's first
+    version instead, as ``Instance.original_blob_key``.
     """
     started = time.perf_counter()
     header: InstanceHeader | None = None
@@ -269,7 +278,7 @@ def store(file: BinaryIO, *, expected_study_uid: str | None = None, replace: boo
             )
         warnings = tuple(problem.message for problem in check_attributes(header.dataset))
         meta = instance_json(header)
-        outcome = _write_and_index(file, header, ids, meta, warnings, replace)
+        outcome = _write_and_index(file, header, ids, meta, warnings, replace, keep_original)
     except DicomError as error:
         outcome = _failure(error, ids, header)
     except Exception:  # a bug must cost one instance, not the request
@@ -297,6 +306,7 @@ def _write_and_index(
     meta: dict,
     warnings: tuple[str, ...],
     replace: bool,
+    keep_original: bool = False,
 ) -> StoreOutcome:
     if not replace and fastsql.exists(Instance, instance_uid=ids.instance_uid):
         raise InstanceExists(f"Instance {ids.instance_uid} is already stored")
@@ -333,8 +343,24 @@ def _write_and_index(
                 changefeed.record_store(ids, version, replaced=replaced is not None)
                 fastsql.delete(StoreReservation, reservation.pk)
                 if replaced is not None:
-                    old_key = replaced.blob_key
-                    transaction.on_commit(lambda: _delete_quietly(old_key))
+                    obsolete = [replaced.blob_key]
+                    if keep_original:
+                        # The first version survives every later correction; versions in
+                        # between are not kept (as the MS DICOM server's bulk update).
+                        original_key = replaced.original_blob_key or replaced.blob_key
+                        original_size = (
+                            replaced.original_size_bytes
+                            if replaced.original_blob_key
+                            else replaced.size_bytes
+                        )
+                        Instance.objects.filter(pk=instance.pk).update(
+                            original_blob_key=original_key, original_size_bytes=original_size
+                        )
+                        obsolete = [] if original_key == replaced.blob_key else [replaced.blob_key]
+                    elif replaced.original_blob_key:
+                        obsolete.append(replaced.original_blob_key)
+                    for old_key in obsolete:
+                        transaction.on_commit(partial(_delete_quietly, old_key))
         except IntegrityError as exc:
             raise InstanceExists(f"Instance {ids.instance_uid} is already stored") from exc
         except DatabaseError as exc:

@@ -169,6 +169,10 @@ class Instance(models.Model):
     sha256 = models.CharField(max_length=64)
     # Increases with every stored version (PUT upsert replaces the blob under a new key).
     version = models.BigIntegerField()
+    # The version stored before the first attribute correction (archive.corrections), kept
+    # and served to WADO-RS requests with ``msdicom-request-original: true``; "" = none.
+    original_blob_key = models.CharField(max_length=512, blank=True, default="", db_default="")
+    original_size_bytes = models.BigIntegerField(null=True, blank=True)
 
     # Where the pixel data and each frame sit in the blob, so a frame is one ranged read.
     # See archive.reader.FrameTable for the shape.
@@ -274,3 +278,50 @@ class ChangeFeedEntry(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.sequence} {self.action} {self.instance_uid} ({self.state})"
+
+
+class AuditEvent(models.Model):
+    """Who did what to which data, when and from where: the audit trail.
+
+    Written by DICOMweb requests (store, retrieve, search, delete) and by the admin (views,
+    changes, deletes, uploads) through ``archive.audit.record``. Append-only: the admin
+    shows it read-only, and nothing in Archway updates or deletes rows.
+    """
+
+    class Action(models.TextChoices):
+        STORE = "store"
+        RETRIEVE = "retrieve"
+        SEARCH = "search"
+        DELETE = "delete"
+        VIEW = "view"
+        CHANGE = "change"
+        UPLOAD = "upload"
+        DOWNLOAD = "download"
+
+    timestamp = models.DateTimeField(auto_now_add=True)
+    username = models.CharField(max_length=150, blank=True)  # kept when the user is deleted
+    user = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_events"
+    )
+    action = models.CharField(max_length=16, choices=Action.choices)
+    source = models.CharField(max_length=16)  # "dicomweb" | "admin"
+    remote_addr = models.CharField(max_length=64, blank=True)
+    method = models.CharField(max_length=8, blank=True)
+    path = models.CharField(max_length=1024, blank=True)
+    status = models.PositiveSmallIntegerField(null=True, blank=True)  # HTTP status of the request
+    study_uid = models.CharField(max_length=64, blank=True)
+    series_uid = models.CharField(max_length=64, blank=True)
+    instance_uid = models.CharField(max_length=64, blank=True)
+    detail = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-timestamp", "-id"]
+        indexes = [
+            # The admin's audit list and the dashboard's recent activity, newest first.
+            models.Index(fields=["-timestamp", "-id"], name="archive_audit_recent"),
+            # "Who touched this study?"
+            models.Index(fields=["study_uid", "-timestamp"], name="archive_audit_study"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.timestamp:%Y-%m-%d %H:%M:%S} {self.username or 'anonymous'} {self.action} {self.path}"

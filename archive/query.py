@@ -343,3 +343,12 @@ def parse_time(text: str) -> dt.time:
     if not main.isdigit() or len(main) not in (2, 4, 6) or (fraction and not fraction.isdigit()):
         raise ValueError(f"{text!r} is not a time (HHMMSS.FFFFFF)")
     return dt.time(int(main[:2]), int(main[2:4] or 0), int(main[4:6] or 0), int((fraction + "000000")[:6]))
+
+
+def match_q(keyword: str, kind: str, value: str, target: Level = "study") -> Q:
+    """One QIDO-style condition outside a QIDO request (the admin's search box reuses it).
+
+    ``kind`` is a ``Match`` kind: ``single``, ``wildcard`` or ``fuzzy``; the condition is
+    exactly the one QIDO builds, so the admin hits the same indexes as search.
+    """
+    return _match_q(Match(SEARCHABLE[keyword], kind, (value,)), target)  # type: ignore[arg-type]

@@ -298,6 +298,9 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# WhiteNoise also serves files found by the staticfiles finders (app and static/ folders),
+# so the admin is styled even where collectstatic has not run (the test server).
+WHITENOISE_USE_FINDERS = True
 
 LOGGING = {
     "version": 1,

@@ -27,3 +27,12 @@ class DicomWebView(APIView):
     """Base view: token/session auth, role permissions, DICOM negotiation (from settings)."""
 
     required_permissions: dict[str, str] = {}
+    # What the audit trail calls a GET of this view (archive.audit); None = by method.
+    audit_action: str | None = None
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        from archive.audit import record_request
+
+        record_request(request, self, response.status_code)
+        return response

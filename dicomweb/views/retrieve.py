@@ -124,8 +124,15 @@ class Row:
 
 
 def resolve_rows(
-    study_uid: str, series_uid: str | None, instance_uid: str | None, *, metadata: bool = False
+    study_uid: str,
+    series_uid: str | None,
+    instance_uid: str | None,
+    *,
+    metadata: bool = False,
+    original: bool = False,
 ) -> list[Row]:
+    """The instances named by the path; ``original`` serves each instance's version from
+    before its first attribute correction where one is kept (``msdicom-request-original``)."""
     fields = [
         "study__study_uid",
         "series__series_uid",
@@ -137,9 +144,16 @@ def resolve_rows(
     ]
     if metadata:
         fields.append("metadata")
-    rows = [
-        Row(*values) for values in query.instances(study_uid, series_uid, instance_uid).values_list(*fields)
-    ]
+    queryset = query.instances(study_uid, series_uid, instance_uid)
+    if original:
+        rows = [
+            Row(*values[:3], key or values[3], size if key else values[4], *values[5:])
+            for *values, key, size in queryset.values_list(
+                *fields, "original_blob_key", "original_size_bytes"
+            )
+        ]
+    else:
+        rows = [Row(*values) for values in queryset.values_list(*fields)]
     if not rows:
         raise NotFound(_missing(study_uid, series_uid, instance_uid))
     return rows
@@ -272,7 +286,9 @@ class InstancesView(DicomWebView):
     def get(self, request, study_uid: str, series_uid: str | None = None, instance_uid: str | None = None):
         _check_path(study_uid, series_uid, instance_uid)
         choice: Choice = request.dicom_choice
-        rows = resolve_rows(study_uid, series_uid, instance_uid)
+        # The MS DICOM server's header: the version kept from before an attribute update.
+        original = request.headers.get("msdicom-request-original", "").strip().lower() == "true"
+        rows = resolve_rows(study_uid, series_uid, instance_uid, original=original)
         plan = TranscodePlan(choice.transfer_syntax or EXPLICIT_VR_LE)
         root = base_url(request)
         problems = {row.instance_uid: problem for row in rows if (problem := plan.problem(row))}

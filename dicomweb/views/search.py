@@ -139,6 +139,8 @@ def _attributes_by_id(model, ids: Iterable[int], wanted: set[int]) -> dict[int, 
 class SearchView(DicomWebView):
     """GET /studies, /series, /instances and their study/series-scoped forms."""
 
+    audit_action = "search"
+
     accept_descriptors = SEARCH_DESCRIPTORS
     target: Level = "study"
 

@@ -190,6 +190,12 @@ class Command(BaseCommand):
                 StoreReservation.objects.filter(blob_key__in=keys).values_list("blob_key", "created_at")
             )
             indexed = set(Instance.objects.filter(blob_key__in=keys).values_list("blob_key", flat=True))
+            # Versions kept from before an attribute correction (archive.corrections).
+            indexed.update(
+                Instance.objects.filter(original_blob_key__in=keys).values_list(
+                    "original_blob_key", flat=True
+                )
+            )
             for blob in batch:
                 if blob.key in indexed:
                     continue
