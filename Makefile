@@ -57,5 +57,14 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
+## A Celery worker on every queue (needs CELERY_BROKER_URL, e.g. redis://127.0.0.1:6379/0).
+## QUEUES=thumbnails runs a worker for one queue; CONCURRENCY sets its processes.
+QUEUES ?= $(ARCHWAY_CELERY_QUEUE_PREFIX)thumbnails,$(ARCHWAY_CELERY_QUEUE_PREFIX)transcode,$(ARCHWAY_CELERY_QUEUE_PREFIX)maintenance
+CONCURRENCY ?= $(WORKERS)
+worker: $(STAMP)
+	@test -n "$$CELERY_BROKER_URL" || { echo "set CELERY_BROKER_URL (e.g. redis://127.0.0.1:6379/0)"; exit 2; }
+	$(BIN)/celery -A config worker --loglevel INFO --queues $(QUEUES) --concurrency $(CONCURRENCY) \
+		--hostname archway-%h-$$$$ --without-gossip --without-mingle
+
 clean:
 	rm -rf $(VENV) var/static
