@@ -43,7 +43,7 @@ class Command(BaseCommand):
         try:
             inspector = app.control.inspect(timeout=options["timeout"])
             replies = inspector.ping() or {}
-            active = inspector.active_queues() or {} if replies else {}
+            active = (inspector.active_queues() or {}) if replies else {}
         except Exception as exc:  # kombu raises transport-specific errors
             self.stderr.write(f"UNHEALTHY: the broker cannot be reached: {exc}")
             sys.exit(3)
