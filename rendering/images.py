@@ -21,10 +21,23 @@ from PIL import Image, ImageDraw, ImageFont
 
 from rendering.pixels import Frame, RenderError, Window, read_frame, to_display
 
-__all__ = ["MEDIA_FORMATS", "RenderError", "RenderParams", "Viewport", "Window", "encode", "render"]
+__all__ = [
+    "MEDIA_FORMATS",
+    "RenderError",
+    "RenderParams",
+    "Viewport",
+    "ViewportError",
+    "Window",
+    "encode",
+    "render",
+]
 
 MEDIA_FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/gif": "GIF"}
 MAX_OUTPUT_SIDE = 8192  # larger viewports are refused (400) rather than allocated
+
+
+class ViewportError(RenderError):
+    """The viewport's source region lies outside the frame (a client error: 400)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +133,7 @@ def apply_viewport(picture: Image.Image, viewport: Viewport) -> Image.Image:
     """Crop the source region (flipping on negative sizes), then fit into vw x vh."""
     width, height = picture.size
     if viewport.sx >= width or viewport.sy >= height:
-        raise RenderError(f"The viewport region starts outside the {width}x{height} frame.")
+        raise ViewportError(f"The viewport region starts outside the {width}x{height} frame.")
     sw = viewport.sw if viewport.sw is not None else width - viewport.sx
     sh = viewport.sh if viewport.sh is not None else height - viewport.sy
     x0, x1 = sorted((viewport.sx, viewport.sx + sw))
@@ -128,7 +141,7 @@ def apply_viewport(picture: Image.Image, viewport: Viewport) -> Image.Image:
     x0, y0 = max(x0, 0), max(y0, 0)
     x1, y1 = min(x1, width), min(y1, height)
     if x1 <= x0 or y1 <= y0:
-        raise RenderError("The viewport region does not overlap the frame.")
+        raise ViewportError("The viewport region does not overlap the frame.")
     if (x0, y0, x1, y1) != (0, 0, width, height):
         picture = picture.crop((x0, y0, x1, y1))
     if sw < 0:
