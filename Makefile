@@ -59,7 +59,7 @@ bench: $(STAMP)
 
 ## A Celery worker on every queue (needs CELERY_BROKER_URL, e.g. redis://127.0.0.1:6379/0).
 ## QUEUES=thumbnails runs a worker for one queue; CONCURRENCY sets its processes.
-QUEUES ?= $(ARCHWAY_CELERY_QUEUE_PREFIX)thumbnails,$(ARCHWAY_CELERY_QUEUE_PREFIX)transcode,$(ARCHWAY_CELERY_QUEUE_PREFIX)maintenance
+QUEUES ?= thumbnails,transcode,maintenance
 CONCURRENCY ?= $(WORKERS)
 worker: $(STAMP)
 	@test -n "$$CELERY_BROKER_URL" || { echo "set CELERY_BROKER_URL (e.g. redis://127.0.0.1:6379/0)"; exit 2; }

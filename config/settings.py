@@ -265,18 +265,22 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Separate queues so slow transcodes never starve thumbnails (README "Operating workers").
-# ARCHWAY_CELERY_QUEUE_PREFIX namespaces them when several deployments (or test runs)
-# share one Redis.
-ARCHWAY_CELERY_QUEUE_PREFIX = env("ARCHWAY_CELERY_QUEUE_PREFIX")
-CELERY_TASK_DEFAULT_QUEUE = f"{ARCHWAY_CELERY_QUEUE_PREFIX}maintenance"
+CELERY_TASK_DEFAULT_QUEUE = "maintenance"
 CELERY_TASK_ROUTES = {
-    "rendering.make_thumbnails": {"queue": f"{ARCHWAY_CELERY_QUEUE_PREFIX}thumbnails"},
-    "rendering.transcode_instance": {"queue": f"{ARCHWAY_CELERY_QUEUE_PREFIX}transcode"},
-    "archive.delete_blobs": {"queue": f"{ARCHWAY_CELERY_QUEUE_PREFIX}maintenance"},
+    "rendering.make_thumbnails": {"queue": "thumbnails"},
+    "rendering.transcode_instance": {"queue": "transcode"},
+    "archive.delete_blobs": {"queue": "maintenance"},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# Publishing fails fast when Redis is down (the store still succeeds; see rendering.receivers).
-CELERY_BROKER_TRANSPORT_OPTIONS = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # Publishing gives up quickly when Redis is down (the store still succeeds and the
+    # thumbnail is made on the first request; see rendering.receivers).
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.5,
+    # Prefix of every Redis key and channel, so deployments (or test runs) can share a Redis.
+    "global_keyprefix": env("ARCHWAY_CELERY_KEY_PREFIX"),
+}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # Django's LOGGING formats worker lines too
 
 # --- rendering --------------------------------------------------------------------------
