@@ -284,8 +284,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # Django's LOGGING formats worker lines too
 
 # --- rendering --------------------------------------------------------------------------
-# Queue a thumbnail task for every stored instance with pixel data.
-ARCHWAY_THUMBNAILS_ON_STORE = env_bool("ARCHWAY_THUMBNAILS_ON_STORE", True)
+# Queue a thumbnail task for every stored instance with pixel data. Default: only with a
+# broker; without one the task would run inside the STOW request, so the embedded profile
+# makes each thumbnail on its first request instead.
+ARCHWAY_THUMBNAILS_ON_STORE = env_bool("ARCHWAY_THUMBNAILS_ON_STORE", bool(CELERY_BROKER_URL))
 # Transfer syntaxes to pre-transcode every stored image into (comma-separated UIDs).
 ARCHWAY_PRETRANSCODE = env_list("ARCHWAY_PRETRANSCODE")
 

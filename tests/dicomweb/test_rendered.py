@@ -38,6 +38,11 @@ def image(response) -> np.ndarray:
     return np.array(Image.open(io.BytesIO(response.content)))
 
 
+@pytest.fixture(autouse=True)
+def thumbnails_on_store(settings):
+    settings.ARCHWAY_THUMBNAILS_ON_STORE = True  # the default with a broker (tasks run eagerly here)
+
+
 @pytest.fixture
 def ct(api):
     ds = ramp(WindowCenter=40, WindowWidth=400)

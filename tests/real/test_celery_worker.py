@@ -80,9 +80,10 @@ def _reset_producer(app) -> None:
 
 
 @pytest.fixture
-def celery_worker(live_url, dicom_storage, tmp_path) -> Iterator[dict]:
+def celery_worker(live_url, dicom_storage, tmp_path, settings) -> Iterator[dict]:
     if problem := _redis_problem():
         pytest.skip(problem)
+    settings.ARCHWAY_THUMBNAILS_ON_STORE = True  # what CELERY_BROKER_URL turns on in production
     from config.celery import app
 
     prefix = f"archway-test-{uuid.uuid4().hex[:12]}:"

@@ -18,6 +18,11 @@ from tests.factories import make_instance
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
+@pytest.fixture(autouse=True)
+def thumbnails_on_store(settings):
+    settings.ARCHWAY_THUMBNAILS_ON_STORE = True  # the default with a broker (tasks run eagerly here)
+
+
 def stored(**kwargs) -> Instance:
     outcome = store(io.BytesIO(make_instance(**kwargs)), replace=True)
     assert outcome.stored, outcome.failure_message
