@@ -64,6 +64,15 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
+## A Celery worker on every queue (needs CELERY_BROKER_URL, e.g. redis://127.0.0.1:6379/0).
+## QUEUES=thumbnails runs a worker for one queue; CONCURRENCY sets its processes.
+QUEUES ?= thumbnails,transcode,maintenance
+CONCURRENCY ?= $(WORKERS)
+worker: $(STAMP)
+	@test -n "$$CELERY_BROKER_URL" || { echo "set CELERY_BROKER_URL (e.g. redis://127.0.0.1:6379/0)"; exit 2; }
+	$(BIN)/celery -A config worker --loglevel INFO --queues $(QUEUES) --concurrency $(CONCURRENCY) \
+		--hostname archway-%h-$$$$ --without-gossip --without-mingle
+
 clean:
 	rm -rf $(VENV) var/static
 

@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, str] = {
     "stow": "bench.stow",
     "qido": "bench.qido",
     "retrieve": "bench.retrieve",
+    "render": "bench.render",
 }
 
 

@@ -270,6 +270,32 @@ CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND") or None
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Separate queues so slow transcodes never starve thumbnails (README "Operating workers").
+CELERY_TASK_DEFAULT_QUEUE = "maintenance"
+CELERY_TASK_ROUTES = {
+    "rendering.make_thumbnails": {"queue": "thumbnails"},
+    "rendering.transcode_instance": {"queue": "transcode"},
+    "archive.delete_blobs": {"queue": "maintenance"},
+}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # Publishing gives up quickly when Redis is down (the store still succeeds and the
+    # thumbnail is made on the first request; see rendering.receivers).
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.5,
+    # Prefix of every Redis key and channel, so deployments (or test runs) can share a Redis.
+    "global_keyprefix": env("ARCHWAY_CELERY_KEY_PREFIX"),
+}
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # Django's LOGGING formats worker lines too
+
+# --- rendering --------------------------------------------------------------------------
+# Queue a thumbnail task for every stored instance with pixel data. Default: only with a
+# broker; without one the task would run inside the STOW request, so the embedded profile
+# makes each thumbnail on its first request instead.
+ARCHWAY_THUMBNAILS_ON_STORE = env_bool("ARCHWAY_THUMBNAILS_ON_STORE", bool(CELERY_BROKER_URL))
+# Transfer syntaxes to pre-transcode every stored image into (comma-separated UIDs).
+ARCHWAY_PRETRANSCODE = env_list("ARCHWAY_PRETRANSCODE")
 
 # --- worklist (UPS-RS) event channel ------------------------------------------------------
 # Event reports reach WebSocket clients through a channel layer. In memory (the default)

@@ -147,3 +147,16 @@ class DicomContentNegotiation(BaseContentNegotiation):
                     return renderer, renderer.media_type
         offered = ", ".join(r.media_type for r in renderers)
         raise NotAcceptable(f"None of the requested media types can be returned here; available: {offered}")
+
+
+# --- rendered and thumbnail resources (PS3.18 §10.4.1.1.3, Supplement 203) ---------------------
+# The first entry is the default: a JPEG when the client sends no Accept (or */*).
+RENDERED_MEDIA_TYPES = ("image/jpeg", "image/png", "image/gif")
+RENDERED_DESCRIPTORS = tuple(AcceptDescriptor(media) for media in RENDERED_MEDIA_TYPES)
+# Study and series rendered: every instance's first frame as one part each (multipart
+# first, so it is the default), or a single image of the representative instance.
+RENDERED_MULTIPART_DESCRIPTORS = (
+    *(AcceptDescriptor(media, multipart=True) for media in RENDERED_MEDIA_TYPES),
+    *RENDERED_DESCRIPTORS,
+)
+THUMBNAIL_DESCRIPTORS = RENDERED_DESCRIPTORS

@@ -8,6 +8,7 @@ from dicomweb.converters import UIDConverter
 from dicomweb.views.changefeed import ChangeFeedLatestView, ChangeFeedView
 from dicomweb.views.delete import DeleteView
 from dicomweb.views.dispatch import by_method, service_root, unknown_resource
+from dicomweb.views.rendered import RenderedView, ThumbnailView
 from dicomweb.views.retrieve import BulkDataView, FramesView, InstancesView, MetadataView
 from dicomweb.views.search import InstanceSearchView, SeriesSearchView, StudySearchView
 from dicomweb.views.store import StoreView
@@ -22,6 +23,8 @@ store = StoreView.as_view()
 instances = InstancesView.as_view()
 metadata = MetadataView.as_view()
 delete = DeleteView.as_view()
+rendered = RenderedView.as_view()
+thumbnail = ThumbnailView.as_view()
 
 SERIES = "studies/<uid:study_uid>/series/<uid:series_uid>"
 INSTANCE = f"{SERIES}/instances/<uid:instance_uid>"
@@ -53,6 +56,15 @@ urlpatterns = [
     path(f"{INSTANCE}/bulkdata/<path:path>", by_method(get=BulkDataView.as_view()), name="instance-bulkdata"),
     path("changefeed", by_method(get=ChangeFeedView.as_view()), name="changefeed"),
     path("changefeed/latest", by_method(get=ChangeFeedLatestView.as_view()), name="changefeed-latest"),
+    # rendered and thumbnail resources (issue 5)
+    path("studies/<uid:study_uid>/rendered", by_method(get=rendered), name="study-rendered"),
+    path(f"{SERIES}/rendered", by_method(get=rendered), name="series-rendered"),
+    path(f"{INSTANCE}/rendered", by_method(get=rendered), name="instance-rendered"),
+    path(f"{INSTANCE}/frames/<str:frames>/rendered", by_method(get=rendered), name="frames-rendered"),
+    path("studies/<uid:study_uid>/thumbnail", by_method(get=thumbnail), name="study-thumbnail"),
+    path(f"{SERIES}/thumbnail", by_method(get=thumbnail), name="series-thumbnail"),
+    path(f"{INSTANCE}/thumbnail", by_method(get=thumbnail), name="instance-thumbnail"),
+    path(f"{INSTANCE}/frames/<str:frames>/thumbnail", by_method(get=thumbnail), name="frames-thumbnail"),
     *workitem_urlpatterns,  # UPS-RS (worklist): /workitems…, /subscribers/{AETitle}
     re_path(r"^.*$", unknown_resource),
 ]

@@ -41,6 +41,8 @@ OPERATIONS = {
     ("ChangeFeedView", "GET"): "Change Feed",
     ("ChangeFeedLatestView", "GET"): "Latest Change Feed Entry",
     ("WadoUriView", "GET"): "Retrieve (WADO-URI)",
+    ("RenderedView", "GET"): "Retrieve Rendered",
+    ("ThumbnailView", "GET"): "Retrieve Thumbnail",
 }
 STORE_REQUEST_TYPES = ('multipart/related; type="application/dicom"', "application/dicom")
 

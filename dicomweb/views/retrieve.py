@@ -229,8 +229,13 @@ def instance_body(row: Row, plan: TranscodePlan) -> Iterator[bytes]:
         with storage.open_stream(row.blob_key, chunk_size=CHUNK) as stream:
             yield from stream
         return
+    from rendering.tasks import pretranscoded
     from rendering.transcode import transcode_instance
 
+    if cached := pretranscoded(row.blob_key, plan.target):  # made by rendering.transcode_instance
+        with storage.open_stream(cached, chunk_size=CHUNK) as stream:
+            yield from stream
+        return
     with local_copy(row.blob_key) as source:
         output = transcode_instance(source, plan.target)
     try:
@@ -241,8 +246,11 @@ def instance_body(row: Row, plan: TranscodePlan) -> Iterator[bytes]:
 
 
 def transcode_now(row: Row, plan: TranscodePlan):
+    from rendering.tasks import pretranscoded
     from rendering.transcode import TranscodeError, transcode_instance
 
+    if cached := pretranscoded(row.blob_key, plan.target):
+        return BlobFile(cached)
     try:
         with local_copy(row.blob_key) as source:
             return transcode_instance(source, plan.target)

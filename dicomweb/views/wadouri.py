@@ -6,11 +6,9 @@ validated one by one with a 400 that names the parameter.
 
 from __future__ import annotations
 
-import pydicom
 from django.http import HttpResponse
 from rest_framework.exceptions import NotAcceptable, NotFound, ParseError
 
-from archive.blobfile import local_copy
 from dicomweb.media import DICOM, MediaTypeError, parse_accept
 from dicomweb.negotiation import AS_STORED, EXPLICIT_VR_LE
 from dicomweb.renderers import DicomJsonRenderer
@@ -118,7 +116,8 @@ class WadoUriView(DicomWebView):
         )
 
     def _rendered(self, request, row, media: str):
-        from rendering.images import RenderError, RenderParams, render
+        from rendering.images import RenderParams, render
+        from rendering.pixels import RenderError, Window
 
         if _param(request, "transferSyntax") is not None:
             raise ParseError("transferSyntax can only be used with contentType=application/dicom.")
@@ -147,19 +146,20 @@ class WadoUriView(DicomWebView):
                 raise ParseError(
                     "region must be four numbers x1,y1,x2,y2 between 0 and 1, with x1<x2 and y1<y2."
                 )
+        try:
+            window = Window(center, width) if center is not None and width is not None else None
+        except ValueError as exc:
+            raise ParseError(f"windowCenter/windowWidth: {exc}.") from exc
         params = RenderParams(
             media_type=media,
             quality=int(_number(request, "imageQuality", minimum=1, maximum=100, integer=True) or 100),
-            window_center=center,
-            window_width=width,
+            window=window,
             rows=_number(request, "rows", minimum=1, maximum=8192, integer=True),
             columns=_number(request, "columns", minimum=1, maximum=8192, integer=True),
             region=region,  # type: ignore[arg-type]
         )
-        with local_copy(row.blob_key) as source:
-            ds = pydicom.dcmread(source)
-            try:
-                body = render(ds, frame_number - 1, params)
-            except RenderError as exc:
-                raise NotAcceptable(str(exc)) from exc
+        try:
+            body = render(row.blob_key, frame_number - 1, params, size=row.size)
+        except RenderError as exc:
+            raise NotAcceptable(str(exc)) from exc
         return HttpResponse(body, content_type=media)

@@ -10,7 +10,10 @@ a. deletes blobs under ``dicom/`` that no Instance references and no StoreReserv
    still in flight and are reported as "young, kept");
 b. deletes StoreReservation rows older than the grace period (stores that crashed), with
    their blob unless an Instance references it;
-c. reports Instance rows whose blob is missing. Index rows are never deleted
+c. deletes derived objects (thumbnails, pre-transcoded copies under ``derived/``) whose
+   instance version no longer exists (deleted, or replaced by a PUT), once older than
+   the grace period; they can always be made again;
+d. reports Instance rows whose blob is missing. Index rows are never deleted
    automatically: a missing blob is data loss an operator has to look at (restore the
    blob from backup, or delete the instance through DICOMweb).
 
@@ -39,6 +42,7 @@ from django.utils import timezone
 
 from archive import storage
 from archive.models import Instance, StoreReservation
+from archive.tasks import DERIVED_PREFIX, parse_derived_key
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +90,8 @@ class Report:
     reservation_blobs_deleted: int = 0
     instances_checked: int = 0
     instances_missing_blob: int = 0
+    derived_checked: int = 0
+    derived_deleted: int = 0
 
 
 class Command(BaseCommand):
@@ -123,6 +129,7 @@ class Command(BaseCommand):
                 verb = "would delete" if self.dry_run else "deleted"
                 self.stdout.write(f"{verb} {partials} unfinished blob write(s) (temporary files)")
             self._sweep_blobs(cutoff)
+            self._sweep_derived(cutoff)
             self._check_instances()
         except storage.StorageError as exc:
             raise CommandError(f"blob storage failed, sweep aborted: {exc}") from exc
@@ -223,7 +230,29 @@ class Command(BaseCommand):
                 )
                 self.stdout.write(f"orphan blob {_describe(blob)}: deleted")
 
-    # --- (c) instances without a blob ------------------------------------------------------
+    # --- (c) derived objects of instances that are gone -----------------------------------
+    def _sweep_derived(self, cutoff: datetime) -> None:
+        for batch in _batches(storage.iter_blobs(DERIVED_PREFIX), _batch_size()):
+            self.report.derived_checked += len(batch)
+            parsed = {blob.key: parse_derived_key(blob.key) for blob in batch}
+            uids = {p[0] for p in parsed.values() if p is not None}
+            current = set(
+                Instance.objects.filter(instance_uid__in=uids).values_list("instance_uid", "version")
+            )
+            for blob in batch:
+                made_from = parsed[blob.key]
+                if made_from is not None and made_from in current:
+                    continue
+                if blob.modified > cutoff:
+                    continue  # may belong to a store that is committing right now
+                self.report.derived_deleted += 1
+                if self.dry_run:
+                    self.stdout.write(f"derived object {_describe(blob)}: would delete")
+                    continue
+                storage.delete(blob.key)
+                self.stdout.write(f"derived object {_describe(blob)}: deleted")
+
+    # --- (d) instances without a blob ------------------------------------------------------
     def _check_instances(self) -> None:
         rows = Instance.objects.order_by("pk").values_list(
             "pk", "instance_uid", "study__study_uid", "blob_key"
@@ -263,6 +292,8 @@ class Command(BaseCommand):
             f"  blobs of stores in flight    {r.blobs_in_flight}",
             f"  stale reservations {'to remove' if self.dry_run else 'removed':<9} {r.reservations_removed}"
             f" ({r.reservation_blobs_deleted} blobs)",
+            f"  derived objects checked      {r.derived_checked}",
+            f"  derived objects {verb:<12} {r.derived_deleted}",
             f"  instances checked            {r.instances_checked}",
             f"  instances with missing blob  {r.instances_missing_blob}",
         ]
