@@ -1,8 +1,10 @@
 """Where the admin's images come from: one place that builds every image URL.
 
-Today the admin renders through WADO-URI (``/dicomweb/wado``, which accepts the admin
-session). When the rendered/thumbnail resources (PS3.18 §10.4, §9.8) land, only these
-two functions change.
+The admin shows DICOMweb's own rendered and thumbnail resources (PS3.18 §10.4,
+Supplement 203), which accept the admin session: the viewer asks for one frame
+``…/frames/{n}/rendered`` with the chosen window, lists ask for ``…/thumbnail`` at a
+size the thumbnail cache keeps (``rendering.thumbnails``), so list pages are served
+from stored thumbnails after the first view.
 """
 
 from __future__ import annotations
@@ -42,23 +44,30 @@ def image_url(
     window: Window | None = None,
 ) -> str:
     """A JPEG of one frame: ``size`` bounds the longer side (thumbnails), ``window`` the VOI."""
-    params: dict[str, str | int | float] = {
-        "requestType": "WADO",
-        "studyUID": study_uid,
-        "seriesUID": series_uid,
-        "objectUID": instance_uid,
-        "contentType": "image/jpeg",
-        "frameNumber": frame,
-    }
+    instance = reverse(
+        "dicomweb:frames-rendered",
+        kwargs={
+            "study_uid": study_uid,
+            "series_uid": series_uid,
+            "instance_uid": instance_uid,
+            "frames": frame,
+        },
+    )
+    params: dict[str, str] = {"accept": "image/jpeg"}
     if size is not None:
-        params["rows"] = size
-        params["columns"] = size
+        params["viewport"] = f"{size},{size}"
     if window is not None and window.center is not None and window.width is not None:
-        params["windowCenter"] = window.center
-        params["windowWidth"] = window.width
-    return f"{reverse('dicomweb:wado-uri')}?{urlencode(params)}"
+        params["window"] = f"{window.center:g},{window.width:g},LINEAR"
+    return f"{instance}?{urlencode(params)}"
+
+
+THUMBNAIL_SIZE = 128  # one of the sizes rendering.thumbnails stores
 
 
 def thumbnail_url(study_uid: str, series_uid: str, instance_uid: str) -> str:
-    """A small JPEG for list rows and series tiles."""
-    return image_url(study_uid, series_uid, instance_uid, size=96)
+    """A small JPEG for list rows and series tiles (stored after its first request)."""
+    url = reverse(
+        "dicomweb:instance-thumbnail",
+        kwargs={"study_uid": study_uid, "series_uid": series_uid, "instance_uid": instance_uid},
+    )
+    return f"{url}?{urlencode({'accept': 'image/jpeg', 'viewport': f'{THUMBNAIL_SIZE},{THUMBNAIL_SIZE}'})}"

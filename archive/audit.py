@@ -14,7 +14,9 @@ import logging
 from typing import Any
 
 from django.db import DatabaseError
+from django.utils import timezone
 
+from archive import fastsql
 from archive.dblock import write_lock
 from archive.models import AuditEvent
 
@@ -59,22 +61,28 @@ def record(
     if request is not None:
         path = request.get_full_path()[:1024]
         method = request.method or ""
+    values = {
+        "timestamp": timezone.now(),
+        "action": action,
+        "source": source,
+        "user": user.pk if user is not None and user.pk else None,
+        "username": (user.get_username() if user is not None else "")[:150],
+        "remote_addr": client_address(request) if request is not None else "",
+        "method": method[:8],
+        "path": path,
+        "status": status,
+        "study_uid": study_uid[:64],
+        "series_uid": series_uid[:64],
+        "instance_uid": instance_uid[:64],
+        "detail": detail[:4000],
+    }
     try:
+        # Plain SQL (archive.fastsql): every DICOMweb request writes one of these.
         with write_lock():
-            return AuditEvent.objects.create(
-                action=action,
-                source=source,
-                user=user if user is not None and user.pk else None,
-                username=(user.get_username() if user is not None else "")[:150],
-                remote_addr=client_address(request) if request is not None else "",
-                method=method[:8],
-                path=path,
-                status=status,
-                study_uid=study_uid[:64],
-                series_uid=series_uid[:64],
-                instance_uid=instance_uid[:64],
-                detail=detail[:4000],
-            )
+            pk = fastsql.insert(AuditEvent, values)
+        event = AuditEvent(pk=pk, **{name: value for name, value in values.items() if name != "user"})
+        event.user_id = values["user"]
+        return event
     except DatabaseError:
         logger.warning("audit: could not record %s %s", action, path, exc_info=True)
         return None

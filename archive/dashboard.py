@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Sum
+from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
@@ -108,7 +108,11 @@ def over_time(months: int = MONTHS) -> list[Bar]:
 def recent_activity(limit: int = 12) -> list[AuditEvent]:
     """Latest audit events, without the image requests that every page view makes."""
     return list(
-        AuditEvent.objects.exclude(path__startswith="/dicomweb/wado")
+        AuditEvent.objects.exclude(
+            Q(path__startswith="/dicomweb/wado")
+            | Q(path__contains="/thumbnail")
+            | Q(path__contains="/rendered")
+        )
         .select_related(None)
         .order_by("-timestamp", "-id")[:limit]
     )

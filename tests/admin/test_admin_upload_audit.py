@@ -112,17 +112,17 @@ def test_viewer_pages_frames_windows_and_metadata(live_url, api):
     assert "Image 1 / 2" in page and 'id="frame-number">1<' in page
     assert "(0010,0010)" in page and "PatientName" in page and "Doe^John" in page
     src = re.search(r'<img id="image" src="([^"]+)"', page).group(1).replace("&amp;", "&")
-    assert "frameNumber=1" in src
+    assert "/frames/1/rendered" in src
     frame1 = browser.get(src)
     assert frame1.status_code == 200 and frame1.content[:2] == b"\xff\xd8"
     next_frame = re.search(r'id="next-frame" href="([^"]+)"', page).group(1).replace("&amp;", "&")
     page2 = browser.get(next_frame).text
     assert 'id="frame-number">2<' in page2
     src2 = re.search(r'<img id="image" src="([^"]+)"', page2).group(1).replace("&amp;", "&")
-    assert "frameNumber=2" in src2 and browser.get(src2).content != frame1.content
+    assert "/frames/2/rendered" in src2 and browser.get(src2).content != frame1.content
     lung = browser.get(base, params={"preset": "lung"}).text
     lung_src = re.search(r'<img id="image" src="([^"]+)"', lung).group(1).replace("&amp;", "&")
-    assert "windowCenter=-600" in lung_src and "windowWidth=1500" in lung_src
+    assert "window=-600%2C1500%2CLINEAR" in lung_src
     assert browser.get(lung_src).status_code == 200
     second = browser.get(base, params={"i": "2"}).text
     assert "Image 2 / 2" in second and "frame-nav" not in second
