@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import django.contrib.admin
+import pytest
 from asgiref.sync import async_to_sync
 from django.core.handlers.asgi import ASGIHandler
 from django.test import AsyncClient, override_settings
@@ -47,6 +48,7 @@ def test_static_file_is_served_under_asgi():
     assert b"".join(response.streaming_content) == ADMIN_CSS.read_bytes()
 
 
+@pytest.mark.django_db(transaction=True)  # the view audits the refused request
 @override_settings(WHITENOISE_USE_FINDERS=True)
 def test_other_paths_reach_the_views():
     assert async_to_sync(AsyncClient().get)("/dicomweb/studies").status_code == 401
