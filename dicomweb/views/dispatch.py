@@ -4,10 +4,12 @@
 event loop's executor. Django would otherwise run every sync view of a process in one
 shared thread (``thread_sensitive=True``), so a worker process handled one DICOMweb
 request at a time: a STOW waiting for ``fsync``, the SQLite write lock or S3 held up
-every search and retrieve behind it. Each view call closes its thread's database
-connections when it returns (Django's request-finished cleanup runs in that other
-thread), which also hands pooled PostgreSQL connections back to the pool. Response
-bodies never touch the database (``dicomweb.streams``).
+every search and retrieve behind it. Around each view call its thread's database
+connections get Django's request start/finish treatment (``close_old_connections``:
+Django's own signal handlers run in that other thread): a pooled PostgreSQL connection
+(CONN_MAX_AGE 0) goes back to the pool, a persistent SQLite one stays open for the
+thread's next request unless it broke. Response bodies never touch the database
+(``dicomweb.streams``).
 """
 
 from __future__ import annotations
@@ -16,16 +18,17 @@ from collections.abc import Callable
 from functools import partial
 
 from asgiref.sync import sync_to_async
-from django.db import connections
+from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 
 def _run_and_close(view: Callable[..., HttpResponse], request: HttpRequest, *args, **kwargs) -> HttpResponse:
+    close_old_connections()
     try:
         return view(request, *args, **kwargs)
     finally:
-        connections.close_all()
+        close_old_connections()
 
 
 def by_method(**views: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
