@@ -140,7 +140,8 @@ def test_search_open_study_see_thumbnail_and_page_through_frames(page, api):
     page.wait_for_selector("#frame-number:has-text('3')")
     page.click("[data-preset=lung]")
     page.wait_for_selector("[data-preset=lung].aw-active")
-    assert "window=-600%2C1500%2CLINEAR" in page.get_attribute("#image", "src") and _loaded(page, "#image")["w"] == 64
+    assert "window=-600%2C1500%2CLINEAR" in page.get_attribute("#image", "src")
+    assert _loaded(page, "#image")["w"] == 64
     assert page.locator("#metadata td:has-text('PatientName')").count() == 1
     _shot(page, "viewer")
     page.click("#next-instance")
