@@ -25,7 +25,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -193,7 +193,7 @@ class WorkitemAdmin(RoleAdmin):
         workitem = get_object_or_404(Workitem, pk=pk)
         change_url = reverse("admin:workitems_workitem_change", args=[pk])
         if action is None:
-            raise PermissionDenied(f"Unknown workitem action {name!r}.")
+            raise Http404(f"Unknown workitem action {name!r}.")
         form = ReasonForm(request.POST if request.method == "POST" else None)
         confirmed = request.method == "POST" and (not action.confirm or request.POST.get("confirmed") == "yes")
         if request.method == "GET" and not action.confirm:
