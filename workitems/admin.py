@@ -19,6 +19,7 @@ ignored), or an exact patient ID or workitem UID.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from django import forms
@@ -52,7 +53,15 @@ class ReasonForm(forms.Form):
 
 @admin.register(Workitem)
 class WorkitemAdmin(RoleAdmin):
-    list_display = ("state_badge", "scheduled", "patient", "patient_identifier", "station", "label", "updated_at")
+    list_display = (
+        "state_badge",
+        "scheduled",
+        "patient",
+        "patient_identifier",
+        "station",
+        "label",
+        "updated_at",
+    )
     list_display_links = ("scheduled", "label")
     list_filter = ("state",)
     ordering = ("-updated_at", "-id")
@@ -104,10 +113,8 @@ class WorkitemAdmin(RoleAdmin):
         if not term:
             return queryset, False
         condition = Q(patient_id__iexact=term) | Q(workitem_uid=term)
-        try:
+        with contextlib.suppress(wq.QueryError):  # e.g. only wildcards: not a name to match
             condition |= wq.match_q(wq.SEARCHABLE["PatientName"], term, fuzzy=True)
-        except wq.QueryError:
-            pass
         return queryset.filter(condition), False
 
     @admin.display(description="state", ordering="state")
@@ -148,7 +155,8 @@ class WorkitemAdmin(RoleAdmin):
 
     @admin.display(description="subscribers")
     def subscribers(self, obj: Workitem) -> str:
-        titles = Subscription.objects.filter(workitem=obj).order_by("ae_title").values_list("ae_title", flat=True)
+        rows = Subscription.objects.filter(workitem=obj).order_by("ae_title")
+        titles = rows.values_list("ae_title", flat=True)
         return ", ".join(titles) or "none"
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
@@ -195,16 +203,17 @@ class WorkitemAdmin(RoleAdmin):
         if action is None:
             raise Http404(f"Unknown workitem action {name!r}.")
         form = ReasonForm(request.POST if request.method == "POST" else None)
-        confirmed = request.method == "POST" and (not action.confirm or request.POST.get("confirmed") == "yes")
+        confirmed = request.method == "POST" and (
+            not action.confirm or request.POST.get("confirmed") == "yes"
+        )
         if request.method == "GET" and not action.confirm:
             return HttpResponseRedirect(change_url)
         if not confirmed or (action.reason and not form.is_valid()):
             return self._confirmation(request, workitem, action, form, change_url)
         before = workitem.state
+        reason = form.cleaned_data.get("reason", "").strip() if action.reason else ""
         contact = request.user.get_full_name() or request.user.get_username()
-        result = wa.perform(
-            name, workitem, reason=form.cleaned_data.get("reason", "").strip() if action.reason else "", contact=contact
-        )
+        result = wa.perform(name, workitem, reason=reason, contact=contact)
         after = Workitem.objects.filter(pk=pk).values_list("state", flat=True).first() or "(purged)"
         outcome = f"{before} → {after}" if result.level != "error" else f"failed: {result.message}"
         audit.record(

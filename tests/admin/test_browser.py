@@ -140,7 +140,10 @@ def test_search_open_study_see_thumbnail_and_page_through_frames(page, api):
     page.wait_for_selector("#frame-number:has-text('3')")
     page.click("[data-preset=lung]")
     page.wait_for_selector("[data-preset=lung].aw-active")
-    assert "window=-600%2C1500%2CLINEAR" in page.get_attribute("#image", "src") and _loaded(page, "#image")["w"] == 64
+    assert (
+        "window=-600%2C1500%2CLINEAR" in page.get_attribute("#image", "src")
+        and _loaded(page, "#image")["w"] == 64
+    )
     assert page.locator("#metadata td:has-text('PatientName')").count() == 1
     _shot(page, "viewer")
     page.click("#next-instance")
@@ -290,7 +293,9 @@ def test_worklist_claim_a_workitem(page):
     User.objects.get(username="radiographer").groups.add(Group.objects.get(name="worklist"))
     uid = new_uid()
     services.create(workitem(uid, patient_name="Worklist^Browser", patient_id="P-WL", label="CT head"))
-    services.create(workitem(new_uid(), patient_name="Other^Patient", label="MR knee", start="20240301100000"))
+    services.create(
+        workitem(new_uid(), patient_name="Other^Patient", label="MR knee", start="20240301100000")
+    )
     page.goto("/admin/")
     page.click(".aw-nav a:has-text('Worklist')")
     page.wait_for_selector("#result_list")
