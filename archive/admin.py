@@ -41,6 +41,7 @@ ROLE = {
     "read": "archive.read_dicom",
     "write": "archive.write_dicom",
     "delete": "archive.delete_dicom",
+    "worklist": "archive.manage_worklist",  # the worklist page (workitems.admin)
 }
 
 

@@ -279,3 +279,33 @@ def test_open_study_in_ohif_draws_an_image_and_every_request_succeeds(page, api,
     assert drawn is not None, "OHIF drew no image"
     assert study_uid in viewer.url
     assert not failures, failures
+
+
+def test_worklist_claim_a_workitem(page):
+    from django.contrib.auth.models import Group, User
+
+    from tests.workitems.helpers import workitem
+    from workitems import services
+    from workitems.models import Workitem
+
+    User.objects.get(username="radiographer").groups.add(Group.objects.get(name="worklist"))
+    uid = new_uid()
+    services.create(workitem(uid, patient_name="Worklist^Browser", patient_id="P-WL", label="CT head"))
+    services.create(
+        workitem(new_uid(), patient_name="Other^Patient", label="MR knee", start="20240301100000")
+    )
+    page.goto("/admin/")
+    page.click(".aw-nav a:has-text('Worklist')")
+    page.wait_for_selector("#result_list")
+    assert page.locator("#result_list tbody tr").count() == 2
+    page.click("#result_list a:has-text('CT head')")
+    page.wait_for_selector("#workitem-actions")
+    assert page.inner_text("#workitem-state") == "SCHEDULED"
+    assert page.locator("#dataset-table td:has-text('PatientName')").count() == 1
+    page.click("#action-claim")
+    page.wait_for_selector(".messagelist")
+    assert "now IN PROGRESS" in page.inner_text(".messagelist")
+    assert page.inner_text("#workitem-state") == "IN PROGRESS"
+    assert page.locator("#action-complete").count() == 1 and page.locator("#action-claim").count() == 0
+    _shot(page, "worklist")
+    assert Workitem.objects.get(workitem_uid=uid).state == "IN PROGRESS"
