@@ -13,11 +13,14 @@ from __future__ import annotations
 import gc
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+django.setup(set_prefix=False)
 
-django_application = get_asgi_application()
+from config.handler import ArchwayASGIHandler  # noqa: E402  (needs the app registry)
+
+django_application = ArchwayASGIHandler()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
@@ -25,7 +28,7 @@ from config.limits import BodySizeLimit  # noqa: E402  (needs settings loaded)
 from workitems.auth import websocket_auth  # noqa: E402
 from workitems.routing import websocket_urlpatterns  # noqa: E402
 
-# HTTP goes to Django exactly as before; WebSockets (the UPS event channel,
+# HTTP goes to Django (one thread hop per request: config.handler); WebSockets (the UPS event channel,
 # /dicomweb/subscribers/{AETitle}) go to Channels with the same token authentication.
 application = ProtocolTypeRouter(
     {

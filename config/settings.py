@@ -48,6 +48,16 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name} must be an integer, not {raw!r}") from exc
 
 
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, not {raw!r}") from None
+
+
 def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in env(name, default).split(",") if item.strip()]
 
@@ -95,7 +105,6 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "config.middleware.SyncMiddlewareChain",  # keep last: see its docstring
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -123,9 +132,9 @@ DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets readers run beside the single writer; IMMEDIATE transactions make a
     # writer wait for the lock (busy timeout) instead of failing mid-transaction.
-    # Connections persist per thread (DICOMweb views run in a small pool of executor
-    # threads, dicomweb.views.dispatch): opening one costs ~1 ms of Python per request
-    # (Django registers its SQL functions on each), more than most queries.
+    # Connections persist per thread (requests run in a pool of reused threads,
+    # config.handler): opening one costs ~1 ms of Python per request (Django registers
+    # its SQL functions on each), more than most queries.
     DATABASES["default"]["CONN_MAX_AGE"] = None
     DATABASES["default"]["OPTIONS"] = {
         "transaction_mode": "IMMEDIATE",
@@ -136,9 +145,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # instead of honouring the busy timeout, unlike the real (WAL file) deployment.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-archway.sqlite3")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # Under ASGI every request runs in a new thread, and Django's persistent connections
-    # are per thread, so each request opened a new PostgreSQL connection. psycopg's pool
-    # is shared by all threads of the process (Django requires CONN_MAX_AGE = 0 with it).
+    # Django's persistent connections are per thread; psycopg's pool is shared by all
+    # threads of the process (request threads, the audit writer), and a connection goes
+    # back to it at the end of each request (Django requires CONN_MAX_AGE = 0 with it).
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": env_int("DATABASE_POOL_MIN_SIZE", 2),
@@ -226,6 +235,17 @@ ARCHWAY_AUTH_MODE = env("ARCHWAY_AUTH_MODE", "token")
 # authentication, dicomweb.permissions): a change made in another process (admin,
 # manage.py) reaches this one within this time. 0 = look them up on every request.
 ARCHWAY_AUTH_CACHE_SECONDS = env_int("ARCHWAY_AUTH_CACHE_SECONDS", 10)
+
+# Seconds a server process may hold DICOMweb audit events before writing them as one batch
+# (archive.audit); 0 writes each request's event before its response. Admin events are
+# always written at once.
+ARCHWAY_AUDIT_FLUSH_SECONDS = env_float("ARCHWAY_AUDIT_FLUSH_SECONDS", 0.5)
+
+# --- server -----------------------------------------------------------------------------
+# Threads per server process that run requests (config.handler): how many requests one
+# process works on at once while others wait on fsync, locks, S3 or PostgreSQL. Keep it
+# at or below DATABASE_POOL_MAX_SIZE on PostgreSQL.
+ARCHWAY_REQUEST_THREADS = env_int("ARCHWAY_REQUEST_THREADS", 16)
 if ARCHWAY_AUTH_MODE not in {"token", "anonymous"}:
     raise ImproperlyConfigured(f"ARCHWAY_AUTH_MODE must be 'token' or 'anonymous', not {ARCHWAY_AUTH_MODE!r}")
 # Public base URL used in RetrieveURL / BulkDataURI when behind a proxy ("" = from the request).

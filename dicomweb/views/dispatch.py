@@ -1,34 +1,16 @@
 """One URL, several DRF views by HTTP method (e.g. GET retrieve vs POST store on /studies/{study}).
 
-``dispatch`` is an *async* view that runs the chosen (sync, DRF) view in a thread of the
-event loop's executor. Django would otherwise run every sync view of a process in one
-shared thread (``thread_sensitive=True``), so a worker process handled one DICOMweb
-request at a time: a STOW waiting for ``fsync``, the SQLite write lock or S3 held up
-every search and retrieve behind it. Around each view call its thread's database
-connections get Django's request start/finish treatment (``close_old_connections``:
-Django's own signal handlers run in that other thread): a pooled PostgreSQL connection
-(CONN_MAX_AGE 0) goes back to the pool, a persistent SQLite one stays open for the
-thread's next request unless it broke. Response bodies never touch the database
-(``dicomweb.streams``).
+Requests already run in a pool of threads (``config.handler``), so a STOW waiting for
+``fsync``, the SQLite write lock or S3 holds up nothing else; the dispatch is a plain
+function call. Response bodies never touch the database (``dicomweb.streams``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 
-from asgiref.sync import sync_to_async
-from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-
-
-def _run_and_close(view: Callable[..., HttpResponse], request: HttpRequest, *args, **kwargs) -> HttpResponse:
-    close_old_connections()
-    try:
-        return view(request, *args, **kwargs)
-    finally:
-        close_old_connections()
 
 
 def by_method(**views: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -38,16 +20,15 @@ def by_method(**views: Callable[..., HttpResponse]) -> Callable[..., HttpRespons
     allowed = ", ".join(sorted({*handlers, "OPTIONS"}))
 
     @csrf_exempt
-    async def dispatch(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+    def dispatch(request: HttpRequest, *args, **kwargs) -> HttpResponse:
         handler = handlers.get(request.method or "")
         if handler is None:
             if request.method == "OPTIONS":
-                return await sync_to_async(_capabilities_of)(request, allowed)
+                return _capabilities_of(request, allowed)
             response = JsonResponse({"detail": f'Method "{request.method}" not allowed.'}, status=405)
             response["Allow"] = allowed
             return response
-        call = partial(_run_and_close, handler, request, *args, **kwargs)
-        return await sync_to_async(call, thread_sensitive=False)()
+        return handler(request, *args, **kwargs)
 
     dispatch.handlers = handlers  # type: ignore[attr-defined]  (read by the capabilities document)
     return dispatch
