@@ -16,15 +16,17 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import connection
 from django.db.models import Count, F, Q
 
 from archive import storage
-from archive.models import Instance, Series
+from archive.models import Instance, Series, Study
 from archive.tasks import derived_prefix
 from rendering.images import RenderParams, Viewport, render
 
@@ -76,13 +78,36 @@ def source_by_pk(pk: int) -> Source | None:
     return Source(*values) if values else None
 
 
-def instance_source(study_uid: str, series_uid: str, instance_uid: str) -> Source | None:
-    values = (
-        _images()
-        .filter(study__study_uid=study_uid, series__series_uid=series_uid, instance_uid=instance_uid)
-        .values_list(*_FIELDS)
-        .first()
+@functools.cache
+def _instance_sql(vendor: str) -> str:
+    """The one-instance lookup as plain SQL, built once from the models' metadata.
+
+    Every thumbnail and rendered-frame request starts here; building the equivalent ORM
+    query cost more CPU than running it (measured: ~1 ms of a 5 ms warm thumbnail).
+    """
+    q = connection.ops.quote_name
+    instance, series, study = Instance._meta, Series._meta, Study._meta
+
+    def col(meta: Any, name: str) -> str:
+        return q(meta.get_field(name).column)
+
+    columns = ", ".join(
+        [f"i.{q(instance.pk.column)}", f"st.{col(study, 'study_uid')}", f"se.{col(series, 'series_uid')}"]
+        + [f"i.{col(instance, name)}" for name in _FIELDS[3:]]
     )
+    return (
+        f"SELECT {columns} FROM {q(instance.db_table)} i"
+        f" JOIN {q(series.db_table)} se ON se.{q(series.pk.column)} = i.{col(instance, 'series')}"
+        f" JOIN {q(study.db_table)} st ON st.{q(study.pk.column)} = i.{col(instance, 'study')}"
+        f" WHERE i.{col(instance, 'instance_uid')} = %s AND se.{col(series, 'series_uid')} = %s"
+        f" AND st.{col(study, 'study_uid')} = %s AND i.{col(instance, 'number_of_frames')} > 0"
+    )
+
+
+def instance_source(study_uid: str, series_uid: str, instance_uid: str) -> Source | None:
+    with connection.cursor() as cursor:
+        cursor.execute(_instance_sql(connection.vendor), [instance_uid, series_uid, study_uid])
+        values = cursor.fetchone()
     return Source(*values) if values else None
 
 
