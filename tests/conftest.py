@@ -94,6 +94,15 @@ def dicom_storage(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
         yield kind
 
 
+@pytest.fixture(autouse=True)
+def _audit_written_at_once(settings):
+    """Tests read audit rows right after requests: write them before each response.
+
+    The batched writer (the production default) has its own tests, which turn it on.
+    """
+    settings.ARCHWAY_AUDIT_FLUSH_SECONDS = 0
+
+
 # --- a live Archway server -----------------------------------------------------------------
 def _free_port() -> int:
     with socket.socket() as sock:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 import zipfile
 
 import pydicom
@@ -242,3 +243,25 @@ def test_dashboard_shows_queue_lengths_and_workers_with_a_broker(live_url, setti
     assert "Broker unreachable" not in workers, workers
     assert re.search(r"<td>celery</td><td>\d+</td>", workers)
     assert "last heartbeat" in workers
+
+
+def test_dicomweb_events_are_written_in_batches_and_none_is_lost(live_url, api, settings):
+    """The production mode: events queue in the process and reach the table within the interval."""
+    from archive import audit
+    from archive.models import AuditEvent
+
+    settings.ARCHWAY_AUDIT_FLUSH_SECONDS = 0.3
+    study_uid = new_uid()
+    stow(api, make_instance(study_uid=study_uid))
+    for _ in range(25):
+        assert api.get("/dicomweb/studies", params={"StudyInstanceUID": study_uid}).status_code == 200
+    # Written without anybody asking, within the interval (polled: no sleep-and-hope).
+    deadline = time.monotonic() + 10
+    while AuditEvent.objects.count() < 26 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert AuditEvent.objects.count() == 26
+    assert audit.flush()
+    events = list(AuditEvent.objects.order_by("id").values_list("action", "username", "status", "path"))
+    assert events[0][:3] == ("store", "integrator", 200)
+    search = ("search", "integrator", 200, f"/dicomweb/studies?StudyInstanceUID={study_uid}")
+    assert events[1:] == [search] * 25
