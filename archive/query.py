@@ -12,7 +12,19 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Literal
 
-from django.db.models import CharField, Count, Exists, Lookup, Max, OuterRef, Q, QuerySet
+from django.db import connection
+from django.db.models import (
+    CharField,
+    Count,
+    Exists,
+    F,
+    Lookup,
+    Max,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+)
 
 from archive.indexing import WORD_MAX, name_words
 from archive.models import Instance, PersonNameWord, Series, Study
@@ -270,7 +282,23 @@ def _fuzzy_pn_q(attribute: Attribute, target: Level, value: str) -> Q:
     # matching studies first. ANDed IN-subqueries made it walk every study newest-first
     # and probe each word per study (measured at 20k studies: 21.7 ms → 6.9 ms).
     matching = subqueries[0] if len(subqueries) == 1 else subqueries[0].intersection(*subqueries[1:])
+    if connection.vendor == "postgresql":
+        # As an array computed once (an InitPlan), probed through the primary key: with
+        # ``IN (subquery)`` PostgreSQL hash-joined the set against *every* study, newest
+        # first (measured at 20k studies, "jo sm": 5.6 ms → 2.6 ms; grows with the archive).
+        return Q(_InArray(F(study_path), Subquery(matching)))
     return Q(**{f"{study_path}__in": matching})
+
+
+class _InArray(Lookup):
+    """``column = ANY(ARRAY((SELECT …)))``: any value of a subquery, evaluated once."""
+
+    lookup_name = "in_array"
+
+    def as_sql(self, compiler, connection):
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        rhs, rhs_params = self.process_rhs(compiler, connection)
+        return f"{lhs} = ANY(ARRAY{rhs})", [*lhs_params, *rhs_params]
 
 
 def _modalities_q(match: Match, target: Level) -> Q:
