@@ -90,6 +90,13 @@ def run(query: str, target="study"):
         ("PatientName=mar&fuzzymatching=true", {"O'Neil-Smith^Mary Ann"}),
         ("PatientName=ann mar&fuzzymatching=true", {"O'Neil-Smith^Mary Ann"}),
         ("PatientName=ith&fuzzymatching=true", set()),
+        ("PatientName=o'ne&fuzzymatching=true", {"O'Neil-Smith^Mary Ann"}),
+        ("PatientName=o'neil-smith m&fuzzymatching=true", {"O'Neil-Smith^Mary Ann"}),
+        # characters that mean something to PostgreSQL's text search are plain characters
+        ("PatientName=ann%7Cjo&fuzzymatching=true", set()),
+        ("PatientName=ann%26mar&fuzzymatching=true", set()),
+        ("PatientName=ann:*&fuzzymatching=true", set()),
+        ("PatientName=!ann&fuzzymatching=true", set()),
         # ranges
         ("StudyDate=20240101-20241231", {"Doe^John", "Müller^Jürgen"}),
         ("StudyDate=-20231231", {"Smith^Anna", "O'Neil-Smith^Mary Ann"}),
