@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.http import HttpResponse
+from django.utils.http import parse_etags, quote_etag
 from rest_framework.exceptions import NotAcceptable, NotFound, ParseError
 
 from archive import query
@@ -203,6 +204,10 @@ class RenderedView(DicomWebView):
 
 # --- thumbnails ---------------------------------------------------------------------------------
 
+# Patient images: only the requesting client may keep them, and it must ask again (a deleted
+# instance must stop showing), which costs a 304 when nothing changed.
+THUMBNAIL_CACHE_CONTROL = "private, no-cache"
+
 
 class ThumbnailView(DicomWebView):
     accept_descriptors = THUMBNAIL_DESCRIPTORS
@@ -243,6 +248,22 @@ class ThumbnailView(DicomWebView):
                     f"Frame {frame_number} out of range: the instance has {source.number_of_frames} frame(s)."
                 )
         assert viewport is not None
+        etag = None
+        if thumbnails.cacheable(viewport):
+            # A stored thumbnail's bytes change only with the instance's version (a PUT or
+            # a correction makes a new one): viewers revalidate and get 304 without a read.
+            etag = quote_etag(
+                thumbnails.thumbnail_key(
+                    source, frame_number, viewport.width, viewport.height, choice.media_type
+                ).replace("/", "-")
+            )
+            if etag in parse_etags(request.META.get("HTTP_IF_NONE_MATCH", "")) or (
+                request.META.get("HTTP_IF_NONE_MATCH", "").strip() == "*"
+            ):
+                response = HttpResponse(status=304)
+                response["ETag"] = etag
+                response["Cache-Control"] = THUMBNAIL_CACHE_CONTROL
+                return response
         try:
             data, stored = thumbnails.get_or_make(source, frame_number, viewport, choice.media_type)
         except ViewportError as exc:
@@ -251,4 +272,7 @@ class ThumbnailView(DicomWebView):
             raise NotAcceptable(f"Instance {source.instance_uid} cannot be rendered: {exc}") from exc
         response = HttpResponse(data, content_type=choice.media_type)
         response["Archway-Thumbnail"] = "stored" if stored else "rendered"
+        if etag is not None:
+            response["ETag"] = etag
+            response["Cache-Control"] = THUMBNAIL_CACHE_CONTROL
         return response

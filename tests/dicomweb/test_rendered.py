@@ -208,6 +208,29 @@ def test_thumbnail_is_made_on_store_and_served_from_storage(api, ct):
     assert Image.open(io.BytesIO(response.content)).size == (128, 128)
 
 
+def test_thumbnail_revalidation_answers_304_until_the_instance_changes(api, ct):
+    first = api.get(url(ct, "/thumbnail"))
+    assert first.status_code == 200
+    etag = first.headers["ETag"]
+    assert first.headers["Cache-Control"] == "private, no-cache"
+    again = api.get(url(ct, "/thumbnail"), headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b"" and again.headers["ETag"] == etag
+    # Another size or format is another image with another tag.
+    other = api.get(url(ct, "/thumbnail"), params={"viewport": "64,64"}, headers={"If-None-Match": etag})
+    assert other.status_code == 200 and other.headers["ETag"] != etag
+    # A replacement (PUT) is a new version: the old tag no longer matches.
+    ct.WindowCenter, ct.WindowWidth = 40, 80
+    replaced = api.put(
+        f"/dicomweb/studies/{ct.StudyInstanceUID}",
+        content=to_part10(ct),
+        headers={"Content-Type": "application/dicom"},
+    )
+    assert replaced.status_code == 200
+    fresh = api.get(url(ct, "/thumbnail"), headers={"If-None-Match": etag})
+    assert fresh.status_code == 200 and fresh.headers["ETag"] != etag
+    assert fresh.content != first.content  # rendered with the new window
+
+
 def test_missing_thumbnail_is_rendered_and_stored_on_demand(api, ct):
     instance = Instance.objects.get(instance_uid=ct.SOPInstanceUID)
     for blob in list(storage.iter_blobs(derived_prefix(instance.blob_key))):
