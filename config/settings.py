@@ -281,7 +281,15 @@ CORS_EXPOSE_HEADERS = [
     "Warning",
     "Accept-Ranges",
 ]
-CORS_ALLOW_HEADERS = ["accept", "authorization", "content-type", "if-none-match", "range", "x-requested-with"]
+CORS_ALLOW_HEADERS = [
+    "accept",
+    "authorization",
+    "content-type",
+    "if-none-match",
+    "msdicom-request-original",  # retrieve the original of a corrected instance
+    "range",
+    "x-requested-with",
+]
 CORS_PREFLIGHT_MAX_AGE = 86400
 
 # --- Celery ---------------------------------------------------------------------------

@@ -27,6 +27,21 @@ def test_preflight_allows_authorization_header(anonymous):
 
 
 @override_settings(CORS_ALLOWED_ORIGINS=[ORIGIN])
+def test_preflight_allows_asking_for_the_original_of_a_corrected_instance(anonymous):
+    response = anonymous.options(
+        "/dicomweb/studies/1.2.3",
+        headers={
+            "Origin": ORIGIN,
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "msdicom-request-original, if-none-match",
+        },
+    )
+    assert response.status_code == 200
+    allowed = response.headers["access-control-allow-headers"]
+    assert "msdicom-request-original" in allowed and "if-none-match" in allowed
+
+
+@override_settings(CORS_ALLOWED_ORIGINS=[ORIGIN])
 def test_cross_origin_metadata_exposes_etag_and_warning(api):
     ds = make_dataset()
     assert stow(api, [to_part10(ds)]).status_code == 200
