@@ -257,9 +257,8 @@ class ThumbnailView(DicomWebView):
                     source, frame_number, viewport.width, viewport.height, choice.media_type
                 ).replace("/", "-")
             )
-            if etag in parse_etags(request.META.get("HTTP_IF_NONE_MATCH", "")) or (
-                request.META.get("HTTP_IF_NONE_MATCH", "").strip() == "*"
-            ):
+            wanted = parse_etags(request.META.get("HTTP_IF_NONE_MATCH", ""))  # "*" → ["*"]
+            if etag in wanted or "*" in wanted:
                 response = HttpResponse(status=304)
                 response["ETag"] = etag
                 response["Cache-Control"] = THUMBNAIL_CACHE_CONTROL
