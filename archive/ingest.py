@@ -204,16 +204,31 @@ class _SanitizedReader:
     """
 
     def __init__(self, fp: BinaryIO) -> None:
+        fp.seek(0, io.SEEK_END)
+        self._size = fp.tell()
         fp.seek(0)
         self._fp = fp
         self._position = 0
         self.sha256 = hashlib.sha256()
 
-    def read(self, size: int = -1) -> bytes:
-        data = self._fp.read(size)
-        if self._position < PREAMBLE_LENGTH and data:
-            zeroed = min(PREAMBLE_LENGTH - self._position, len(data))
-            data = b"\x00" * zeroed + data[zeroed:]
+    def read(self, size: int = -1) -> bytes | bytearray:
+        if self._position < PREAMBLE_LENGTH and size is not None and size > 0:
+            # Zero the preamble in place, in the one buffer the read fills: slicing and
+            # concatenating copied the whole first chunk (an entire CT instance) twice.
+            data: bytes | bytearray = bytearray(min(size, max(0, self._size - self._position)))
+            count = self._fp.readinto(data) if hasattr(self._fp, "readinto") else None
+            if count is None:
+                chunk = self._fp.read(len(data))
+                count = len(chunk)
+                data[:count] = chunk
+            del data[count:]
+            zeroed = min(PREAMBLE_LENGTH - self._position, count)
+            data[:zeroed] = bytes(zeroed)
+        else:
+            data = self._fp.read(size)
+            if self._position < PREAMBLE_LENGTH and data:
+                zeroed = min(PREAMBLE_LENGTH - self._position, len(data))
+                data = b"\x00" * zeroed + data[zeroed:]
         self._position += len(data)
         self.sha256.update(data)
         return data

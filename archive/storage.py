@@ -350,6 +350,7 @@ def _fs_put(storage: FileSystemStorage, key: str, reader: _CountingReader) -> No
                 os.fchmod(out.fileno(), storage.file_permissions_mode)
             if fsync:
                 os.fsync(out.fileno())
+                _drop_cached_pages(out.fileno())
         os.replace(tmp_path, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -358,6 +359,21 @@ def _fs_put(storage: FileSystemStorage, key: str, reader: _CountingReader) -> No
     if fsync:
         # The rename itself is only durable once the directory entry is on disk.
         _fsync_directory(directory)
+
+
+def _drop_cached_pages(fd: int) -> None:
+    """Tell the kernel it need not keep a just-written (and fsynced, so clean) blob cached.
+
+    An archive writes far more than it reads back soon; without this, every stored
+    instance claims fresh page-cache memory and pushes out what is worth caching (the
+    index, recently viewed studies). With it, ingest recycles the same few pages, which
+    is also cheaper: on the benchmark VM, writing 525 KB into never-used pages cost
+    0.84 ms of CPU against 0.15 ms into recycled ones.
+    """
+    advise = getattr(os, "posix_fadvise", None)
+    if advise is not None:
+        with contextlib.suppress(OSError):
+            advise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
 
 
 def _fs_makedirs(storage: FileSystemStorage, directory: str) -> None:

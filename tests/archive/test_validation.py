@@ -39,6 +39,7 @@ def _ingest_validation_modes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The STOW-RS reader's global setting; writing IGNORE lets us build bad data."""
     monkeypatch.setattr(config.settings, "_reading_validation_mode", config.IGNORE)
     monkeypatch.setattr(config.settings, "_writing_validation_mode", config.IGNORE)
+    monkeypatch.setattr(validation, "_VERDICTS", {})  # each test starts with no cached verdicts
     yield
 
 
@@ -479,6 +480,16 @@ def _with(*elements: RawDataElement) -> Dataset:
     for elem in elements:
         ds[elem.tag] = elem
     return ds
+
+
+def test_repeated_values_get_the_same_verdict_from_the_cache() -> None:
+    bad = _with(raw("StudyDate", "DA", b"2021-13-45"), raw("Modality", "CS", b"CT"))
+    first = check_attributes(roundtrip(bad))
+    assert validation._VERDICTS, "short values are cached"
+    assert check_attributes(roundtrip(bad)) == first
+    assert [p.keyword for p in first] == ["StudyDate"]
+    # A different value of the same attribute gets its own verdict.
+    assert check_attributes(roundtrip(_with(raw("StudyDate", "DA", b"20211231")))) == []
 
 
 def test_conversion_exception_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
