@@ -8,15 +8,16 @@ Ordering, and why:
 
 1. The header is parsed and the required attributes checked before anything is
    written, so a rejected instance leaves no trace.
-2. A ``StoreReservation`` row claims the SOP Instance UID (committed on its own). A
-   concurrent store of the same UID hits the unique constraint → 45071; one that
-   arrives after the first committed → 45070. Exactly one wins.
+2. The SOP Instance UID is claimed (``archive.claims``: a lock, released by the OS or
+   PostgreSQL if this process dies). A concurrent store of the same UID → 45071; one
+   that arrives after the first committed → 45070. Exactly one wins: the unique
+   constraint on the instance UID decides any race the claim does not see.
 3. The blob is written (preamble zeroed, SHA-256 computed on the way) under a key
    unique to this version.
-4. One transaction indexes Patient/Study/Series/Instance and drops the reservation.
-   A failure here deletes the blob. A crash between 3 and 4 leaves an orphan blob and
-   a stale reservation, which ``sweep_orphans`` removes after the grace period — never
-   an index row without its blob.
+4. One transaction indexes Patient/Study/Series/Instance and logs the change. A
+   failure here deletes the blob. A crash between 3 and 4 leaves an orphan blob, which
+   ``sweep_orphans`` removes after the grace period — never an index row without its
+   blob.
 
 References: PS3.18 §10.5 (Store Transaction); conformance statement "Store".
 """
@@ -32,21 +33,20 @@ from functools import partial
 from typing import BinaryIO
 
 from django.db import DatabaseError, IntegrityError, transaction
-from django.utils import timezone
 
 from archive import changefeed, fastsql, storage
+from archive.claims import claim
 from archive.dblock import write_lock
 from archive.errors import (
     DicomError,
     InstanceExists,
-    InstanceInFlight,
     InvalidInstance,
     StorageFailure,
     StudyMismatch,
 )
 from archive.indexing import BlobFacts, Identifiers, index_instance
 from archive.metadata import instance_json
-from archive.models import Instance, StoreReservation
+from archive.models import Instance
 from archive.reader import InstanceHeader, read_header
 from archive.status import Status
 from archive.uids import validate_uid
@@ -323,68 +323,25 @@ def _write_and_index(
     replace: bool,
     keep_original: bool = False,
 ) -> StoreOutcome:
-    if not replace and fastsql.exists(Instance, instance_uid=ids.instance_uid):
-        raise InstanceExists(f"Instance {ids.instance_uid} is already stored")
-    version = time.time_ns()
-    key = blob_key(ids, version)
-    try:
-        with write_lock(), transaction.atomic():
-            reservation = _reserve(ids.instance_uid, key)
-    except IntegrityError:
-        if not replace and Instance.objects.filter(instance_uid=ids.instance_uid).exists():
-            raise InstanceExists(f"Instance {ids.instance_uid} is already stored") from None
-        raise InstanceInFlight(
-            f"Instance {ids.instance_uid} is being stored by another request "
-            "(or an interrupted store is awaiting cleanup)"
-        ) from None
-    except DatabaseError as exc:
-        raise StorageFailure(f"The index is unavailable: {exc}") from exc
-
-    blob_written = False
-    try:
-        if not replace and fastsql.exists(Instance, instance_uid=ids.instance_uid):
-            # The other store committed between our check and our reservation.
-            raise InstanceExists(f"Instance {ids.instance_uid} is already stored")
+    with claim(ids.instance_uid):
+        try:
+            if not replace and fastsql.exists(Instance, instance_uid=ids.instance_uid):
+                raise InstanceExists(f"Instance {ids.instance_uid} is already stored")
+        except DatabaseError as exc:
+            raise StorageFailure(f"The index is unavailable: {exc}") from exc
+        version = time.time_ns()
+        key = blob_key(ids, version)
         reader = _SanitizedReader(file)
         try:
             storage.put(key, reader, size=header.file_size)  # type: ignore[arg-type]
         except storage.StorageError as exc:
             raise StorageFailure(f"Blob storage failed: {exc}") from exc
-        blob_written = True
         blob = BlobFacts(key=key, size=header.file_size, sha256=reader.sha256.hexdigest(), version=version)
         try:
-            with write_lock(), transaction.atomic():
-                instance, replaced = index_instance(header, meta, ids, blob, replace=replace)
-                changefeed.record_store(ids, version, replaced=replaced is not None)
-                fastsql.delete(StoreReservation, reservation.pk)
-                if replaced is not None:
-                    obsolete = [replaced.blob_key]
-                    if keep_original:
-                        # The first version survives every later correction; versions in
-                        # between are not kept (as the MS DICOM server's bulk update).
-                        original_key = replaced.original_blob_key or replaced.blob_key
-                        original_size = (
-                            replaced.original_size_bytes
-                            if replaced.original_blob_key
-                            else replaced.size_bytes
-                        )
-                        Instance.objects.filter(pk=instance.pk).update(
-                            original_blob_key=original_key, original_size_bytes=original_size
-                        )
-                        obsolete = [] if original_key == replaced.blob_key else [replaced.blob_key]
-                    elif replaced.original_blob_key:
-                        obsolete.append(replaced.original_blob_key)
-                    for old_key in obsolete:
-                        transaction.on_commit(partial(_delete_quietly, old_key))
-        except IntegrityError as exc:
-            raise InstanceExists(f"Instance {ids.instance_uid} is already stored") from exc
-        except DatabaseError as exc:
-            raise StorageFailure(f"The index is unavailable: {exc}") from exc
-    except BaseException:
-        if blob_written:
+            instance, replaced = _index(header, meta, ids, blob, replace, keep_original)
+        except BaseException:
             _delete_quietly(key)
-        _release(reservation)
-        raise
+            raise
     return StoreOutcome(
         instance_uid=ids.instance_uid,
         sop_class_uid=ids.sop_class_uid,
@@ -397,16 +354,41 @@ def _write_and_index(
     )
 
 
-def _reserve(instance_uid: str, key: str) -> StoreReservation:
-    values = {"instance_uid": instance_uid, "blob_key": key, "created_at": timezone.now()}
-    return StoreReservation(pk=fastsql.insert(StoreReservation, values), **values)
-
-
-def _release(reservation: StoreReservation) -> None:
+def _index(
+    header: InstanceHeader,
+    meta: dict,
+    ids: Identifiers,
+    blob: BlobFacts,
+    replace: bool,
+    keep_original: bool,
+) -> tuple[Instance, Instance | None]:
+    """Index a written blob in one transaction; the caller deletes the blob if this raises."""
     try:
-        StoreReservation.objects.filter(pk=reservation.pk).delete()
-    except DatabaseError:
-        logger.warning("could not release reservation for %s; sweep_orphans will", reservation.instance_uid)
+        with write_lock(), transaction.atomic():
+            instance, replaced = index_instance(header, meta, ids, blob, replace=replace)
+            changefeed.record_store(ids, blob.version, replaced=replaced is not None)
+            if replaced is not None:
+                obsolete = [replaced.blob_key]
+                if keep_original:
+                    # The first version survives every later correction; versions in
+                    # between are not kept (as the MS DICOM server's bulk update).
+                    original_key = replaced.original_blob_key or replaced.blob_key
+                    original_size = (
+                        replaced.original_size_bytes if replaced.original_blob_key else replaced.size_bytes
+                    )
+                    Instance.objects.filter(pk=instance.pk).update(
+                        original_blob_key=original_key, original_size_bytes=original_size
+                    )
+                    obsolete = [] if original_key == replaced.blob_key else [replaced.blob_key]
+                elif replaced.original_blob_key:
+                    obsolete.append(replaced.original_blob_key)
+                for old_key in obsolete:
+                    transaction.on_commit(partial(_delete_quietly, old_key))
+    except IntegrityError as exc:
+        raise InstanceExists(f"Instance {ids.instance_uid} is already stored") from exc
+    except DatabaseError as exc:
+        raise StorageFailure(f"The index is unavailable: {exc}") from exc
+    return instance, replaced
 
 
 def _delete_quietly(key: str) -> None:

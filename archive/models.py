@@ -235,24 +235,6 @@ class PersonNameWord(models.Model):
         return f"{self.field} {self.word}"
 
 
-class StoreReservation(models.Model):
-    """Claims an instance UID while its blob is written, before the index row exists.
-
-    Inserted (and committed) before the blob write and removed in the transaction that
-    indexes the instance. A second concurrent store of the same UID hits the unique
-    constraint and answers 45071 ("being created by another process"). A reservation
-    left by a crash is removed by ``sweep_orphans`` after the grace period, together
-    with its orphan blob — exactly the conformance statement's wording for 45071.
-    """
-
-    instance_uid = models.CharField(max_length=64, unique=True)
-    blob_key = models.CharField(max_length=512)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-
-    def __str__(self) -> str:
-        return f"reservation {self.instance_uid}"
-
-
 class ChangeFeedEntry(models.Model):
     """One change to one instance, in commit order: the MS DICOM server's change feed (v2).
 

@@ -21,6 +21,7 @@ without settings or a database.
 
 from __future__ import annotations
 
+import io
 import re
 import tempfile
 import uuid
@@ -33,6 +34,7 @@ __all__ = [
     "BodyTooLarge",
     "MultipartError",
     "Part",
+    "Window",
     "encode_parts",
     "iter_parts",
     "new_boundary",
@@ -67,6 +69,11 @@ _HEADER_NAME_RE = re.compile(r"[!-9;-~]+")
 # encode_parts() glues framing and small body chunks into pieces of up to this size, so a response
 # made of many small frames is not written to the socket a few bytes at a time.
 _COALESCE_BYTES = 64 * 1024
+
+# In-place parts (``Window``) serve reads of up to _SMALL_READ bytes, the many small reads
+# of a DICOM header parse, from a read-ahead block; bigger reads go straight to the file.
+_SMALL_READ = 4096
+_READ_AHEAD = 64 * 1024
 
 _NOT_FOUND, _NEED_MORE, _PART, _CLOSE = range(4)
 _CR = 0x0D
@@ -189,6 +196,7 @@ def iter_parts(
     max_bytes: int | None = None,
     chunk_size: int = 1 << 20,
     spool_dir: str | None = None,
+    in_place: bool = False,
 ) -> Iterator[Part]:
     """Yield the parts of a ``multipart/related`` body one at a time.
 
@@ -210,6 +218,12 @@ def iter_parts(
 
     An empty body, or one holding only a close delimiter, yields nothing.  The epilogue after
     the close delimiter is not read.
+
+    ``in_place=True`` is for a ``stream`` that is a seekable file already holding the whole
+    body (an ASGI server's spooled request body): each part's ``file`` is then a read-only
+    window onto that file instead of a copy of it, which saves copying every byte again
+    (and, for a body spooled to disk, writing it to disk twice).  The parser seeks before
+    each of its reads, so consumers may move the file position freely.
     """
     delim = b"\n--" + _parse_boundary(boundary)
     dlen = len(delim)
@@ -226,6 +240,8 @@ def iter_parts(
     def read_more() -> bool:
         nonlocal total
         want = chunk_size if max_bytes is None else min(chunk_size, max_bytes - total + 1)
+        if in_place:
+            stream.seek(total)  # type: ignore[attr-defined]  # a window may have moved it
         data = stream.read(want)
         if not data:
             return False
@@ -271,12 +287,17 @@ def iter_parts(
 
             # Body: up to the CRLF/LF preceding the next delimiter.
             # Not a ``with`` block: the file must outlive the ``yield``; ``finally`` closes it.
-            part_file = tempfile.SpooledTemporaryFile(  # noqa: SIM115
-                max_size=spool_memory_bytes, mode="w+b", dir=spool_dir
-            )
-            if spool_memory_bytes <= 0:
-                part_file.rollover()  # max_size=0 would mean "never spill"
-            write = part_file.write
+            start = total - len(buf) + 1  # stream offset of the body's first byte (buf[1])
+            if in_place:
+                part_file = None
+                write = _discard
+            else:
+                part_file = tempfile.SpooledTemporaryFile(  # noqa: SIM115
+                    max_size=spool_memory_bytes, mode="w+b", dir=spool_dir
+                )
+                if spool_memory_bytes <= 0:
+                    part_file.rollover()  # max_size=0 would mean "never spill"
+                write = part_file.write
             size = 0
             off = 1  # body bytes are buf[off:]; buf[0] is the kept LF until the first flush
             while True:
@@ -298,16 +319,100 @@ def iter_parts(
                     off = 0
                 if not read_more():
                     raise MultipartError("multipart body truncated: no close delimiter")
-            part_file.seek(0)
-            yield Part(headers=headers, file=part_file, size=size)
-            part_file.close()
-            part_file = None
+            if part_file is None:
+                yield Part(headers=headers, file=Window(stream, start, size), size=size)  # type: ignore[arg-type]
+            else:
+                part_file.seek(0)
+                yield Part(headers=headers, file=part_file, size=size)
+                part_file.close()
+                part_file = None
             if kind == _CLOSE:
                 return
             del buf[: end - 1]
     finally:
         if part_file is not None:
             part_file.close()
+
+
+def _discard(piece: memoryview) -> None:
+    """The body sink of an in-place parse: the bytes stay where they are."""
+
+
+class Window(io.RawIOBase):
+    """Read-only, seekable view of ``length`` bytes of ``file`` starting at ``start``.
+
+    Every read seeks first, so several windows (and the parser) can share one file.
+    Closing a window leaves ``file`` open: its owner (the request) closes it.
+    """
+
+    def __init__(self, file: BinaryIO, start: int, length: int) -> None:
+        super().__init__()
+        self._file = file
+        self._start = start
+        self._length = length
+        self._pos = 0
+        self._ahead = b""  # read-ahead block for small reads, starting at window offset _ahead_at
+        self._ahead_at = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            base = 0
+        elif whence == io.SEEK_CUR:
+            base = self._pos
+        elif whence == io.SEEK_END:
+            base = self._length
+        else:
+            raise ValueError(f"invalid whence ({whence})")
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        self._pos = base + offset
+        return self._pos
+
+    def read(self, size: int | None = -1) -> bytes:
+        left = self._length - self._pos
+        if size is None or size < 0 or size > left:
+            size = left
+        if size <= 0:
+            return b""
+        if size <= _SMALL_READ:
+            # A DICOM header is parsed in reads of a few bytes: serve them from a
+            # read-ahead block instead of a seek and a read on the file each.
+            offset = self._pos - self._ahead_at
+            if not 0 <= offset <= len(self._ahead) - size:
+                self._file.seek(self._start + self._pos)
+                self._ahead = self._file.read(min(_READ_AHEAD, left))
+                self._ahead_at = self._pos
+                offset = 0
+            data = self._ahead[offset : offset + size]
+        else:
+            self._file.seek(self._start + self._pos)
+            data = self._file.read(size)
+        self._pos += len(data)
+        return data
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        left = self._length - self._pos
+        view = memoryview(buffer).cast("B")
+        if len(view) > left:
+            view = view[: max(0, left)]
+        if not len(view):
+            return 0
+        self._file.seek(self._start + self._pos)
+        count = self._file.readinto(view)  # type: ignore[attr-defined]
+        self._pos += count
+        return count
+
+    def readall(self) -> bytes:
+        return self.read(-1)
 
 
 def new_boundary() -> str:

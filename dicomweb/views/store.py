@@ -7,6 +7,7 @@ before the next is read. PUT is the conformance statement's upsert.
 
 from __future__ import annotations
 
+import io
 import logging
 import tempfile
 from collections.abc import Iterator
@@ -41,6 +42,29 @@ class _Stream:
         return data
 
 
+def _spooled_body(django_request, limit: int):
+    """The request body as the seekable file the ASGI handler spooled it to, or None.
+
+    Parts are then read in place (``multipart.iter_parts(in_place=True)``) instead of
+    being copied into files of their own. The size limit is checked here because such a
+    body is not read through ``_Stream``.
+    """
+    body = getattr(django_request, "_stream", None)
+    seekable = getattr(body, "seekable", None)
+    if body is None or seekable is None or not seekable() or not hasattr(body, "readinto"):
+        return None
+    size = body.seek(0, io.SEEK_END)
+    body.seek(0)
+    if size > limit:
+        raise multipart.BodyTooLarge(f"Request body of {size} bytes exceeds the maximum of {limit} bytes")
+    return body
+
+
+def _whole_body(body, size: int) -> Iterator[multipart.Part]:
+    if size:
+        yield multipart.Part(headers={"content-type": DICOM}, file=multipart.Window(body, 0, size), size=size)  # type: ignore[arg-type]
+
+
 def _single_part(stream: _Stream) -> Iterator[multipart.Part]:
     spool = tempfile.SpooledTemporaryFile(max_size=settings.ARCHWAY_SPOOL_MEMORY_BYTES)  # noqa: SIM115
     size = 0
@@ -70,11 +94,14 @@ def request_parts(request) -> Iterator[multipart.Part]:
             django_request.META.get("CONTENT_TYPE", ""), detail=f"Bad Content-Type: {exc}"
         ) from exc
     stream = _Stream(django_request, limit)
+    spooled = _spooled_body(django_request, limit)
     if content_type is None:
         raise UnsupportedMediaType(
             "", detail='A Content-Type is required: multipart/related; type="application/dicom".'
         )
     if content_type.mime == DICOM:
+        if spooled is not None:
+            return _whole_body(spooled, spooled.seek(0, io.SEEK_END))
         return _single_part(stream)
     if content_type.mime == MULTIPART_RELATED:
         part_type = content_type.params.get("type", DICOM).lower()
@@ -88,8 +115,9 @@ def request_parts(request) -> Iterator[multipart.Part]:
         if not boundary:
             raise ParseError("multipart/related Content-Type has no boundary parameter.")
         return multipart.iter_parts(
-            stream,
+            spooled if spooled is not None else stream,
             boundary,
+            in_place=spooled is not None,
             spool_memory_bytes=settings.ARCHWAY_SPOOL_MEMORY_BYTES,
             spool_dir=settings.FILE_UPLOAD_TEMP_DIR,
         )

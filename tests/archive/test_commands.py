@@ -6,21 +6,19 @@ import io
 import os
 import re
 import zipfile
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group, User
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.request import Request
 from rest_framework.test import APIRequestFactory
 
 from archive import storage
 from archive.ingest import store
-from archive.models import Instance, StoreReservation
+from archive.models import Instance
 from dicomweb.authentication import BearerTokenAuthentication
 from tests.factories import make_instance, new_uid
 
@@ -353,36 +351,6 @@ def test_sweep_ignores_blobs_outside_the_dicom_prefix(db, dicom_storage) -> None
     assert storage.exists(other)
 
 
-def test_sweep_removes_stale_reservations_with_their_blob(db, dicom_storage) -> None:
-    stale_uid, live_uid = new_uid(), new_uid()
-    stale_key = put_blob(f"dicom/1.2/1.2.3/{stale_uid}/1.dcm")
-    live_key = put_blob(f"dicom/1.2/1.2.3/{live_uid}/1.dcm")
-    StoreReservation.objects.create(instance_uid=stale_uid, blob_key=stale_key)
-    StoreReservation.objects.create(instance_uid=live_uid, blob_key=live_key)
-    StoreReservation.objects.filter(instance_uid=stale_uid).update(
-        created_at=timezone.now() - timedelta(hours=2)
-    )
-
-    out, _, code = run("sweep_orphans", "--grace", "3600")
-    assert code == 0
-    assert not StoreReservation.objects.filter(instance_uid=stale_uid).exists()
-    assert not storage.exists(stale_key)  # deleted although the blob file itself is young
-    assert f"stale reservation {stale_uid}" in out
-    # A reservation within the grace period is a store in flight: untouched.
-    assert StoreReservation.objects.filter(instance_uid=live_uid).exists()
-    assert storage.exists(live_key)
-    assert "in flight" in out
-
-
-def test_sweep_stale_reservation_keeps_a_blob_an_instance_uses(db, dicom_storage) -> None:
-    instance = store_instance()
-    StoreReservation.objects.create(instance_uid=new_uid(), blob_key=instance.blob_key)
-    StoreReservation.objects.update(created_at=timezone.now() - timedelta(hours=2))
-    run("sweep_orphans", "--grace", "60")
-    assert not StoreReservation.objects.exists()
-    assert storage.exists(instance.blob_key)
-
-
 def test_sweep_reports_instances_whose_blob_is_missing(db, dicom_storage) -> None:
     lost = store_instance()
     kept = store_instance()
@@ -398,26 +366,18 @@ def test_sweep_reports_instances_whose_blob_is_missing(db, dicom_storage) -> Non
 
 def test_sweep_dry_run_deletes_nothing(db, dicom_storage) -> None:
     orphan = put_blob("dicom/9.8/9.8.7/9.8.7.6/1.dcm")
-    stale_uid = new_uid()
-    stale_key = put_blob(f"dicom/9.8/9.8.7/{stale_uid}/1.dcm")
-    StoreReservation.objects.create(instance_uid=stale_uid, blob_key=stale_key)
-    StoreReservation.objects.update(created_at=timezone.now() - timedelta(hours=2))
     lost = store_instance()
     storage.delete(lost.blob_key)
 
     out, _, code = run("sweep_orphans", "--grace", "0", "--dry-run")
     assert code == 0
-    assert storage.exists(orphan) and storage.exists(stale_key)
-    assert StoreReservation.objects.filter(instance_uid=stale_uid).exists()
+    assert storage.exists(orphan)
     assert Instance.objects.filter(pk=lost.pk).exists()
-    assert "would delete" in out and "would remove" in out and lost.instance_uid in out
-    # Each orphan is counted once (the reserved blob under reservations, not also as an orphan).
+    assert "would delete" in out and lost.instance_uid in out
     assert re.search(r"orphan blobs would delete\s+1\b", out)
-    assert re.search(r"stale reservations to remove\s+1 \(1 blobs\)", out)
-    assert re.search(r"blobs of stores in flight\s+0\b", out)
 
     run("sweep_orphans", "--grace", "0")
-    assert not storage.exists(orphan) and not storage.exists(stale_key)
+    assert not storage.exists(orphan)
 
 
 def test_sweep_works_in_batches(db, dicom_storage, monkeypatch) -> None:

@@ -15,6 +15,7 @@ from dicomweb.multipart import (
     BodyTooLarge,
     MultipartError,
     Part,
+    Window,
     encode_parts,
     iter_parts,
     new_boundary,
@@ -141,6 +142,46 @@ def test_reads_are_never_larger_than_chunk_size() -> None:
     stream = TrickleStream(encoded_sample(), step=10**9)
     assert collect(iter_parts(stream, BOUNDARY, chunk_size=100)) == expected_sample()
     assert stream.largest_request == 100
+
+
+# --- in place: parts as windows onto the spooled body -------------------------------------------
+
+
+@pytest.mark.parametrize("chunk_size", [1, 5, 17, 4096])
+def test_in_place_parts_equal_spooled_parts(chunk_size: int) -> None:
+    body = io.BytesIO(b"preamble\r\n" + encoded_sample() + b"epilogue")
+    parts = iter_parts(body, BOUNDARY, chunk_size=chunk_size, in_place=True)
+    assert collect(parts) == expected_sample()
+
+
+def test_in_place_consumer_may_move_the_file_position() -> None:
+    """A consumer that seeks around (a DICOM parser does) does not disturb the parser."""
+    body = io.BytesIO(encoded_sample())
+    seen = []
+    for part in iter_parts(body, BOUNDARY, chunk_size=8, in_place=True):
+        body.seek(0)  # what a careless consumer might do to the shared file
+        part.file.seek(0, io.SEEK_END)
+        assert part.file.tell() == part.size
+        part.file.seek(0)
+        seen.append((part.headers, part.file.read(), part.size))
+    assert seen == expected_sample()
+
+
+def test_window_reads_small_and_large_within_its_bounds() -> None:
+    data = bytes(range(256)) * 1000
+    window = Window(io.BytesIO(b"x" * 100 + data + b"y" * 100), 100, len(data))
+    assert window.read(4) == data[:4]  # from the read-ahead block
+    assert window.read(3) == data[4:7]
+    window.seek(70_000)
+    assert window.read(10) == data[70_000:70_010]  # past the first block
+    window.seek(-5, io.SEEK_END)
+    assert window.read(100) == data[-5:]  # never past the window
+    assert window.read(1) == b""
+    window.seek(2)
+    buffer = bytearray(50_000)
+    assert window.readinto(buffer) == 50_000 and buffer == data[2:50_002]
+    window.seek(0)
+    assert window.read() == data
 
 
 def test_yielded_file_is_positioned_at_start_and_small_parts_stay_in_memory() -> None:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -12,7 +16,7 @@ import pytest
 from django.test import override_settings
 
 from archive import storage
-from archive.models import Instance, Series, StoreReservation, Study
+from archive.models import Instance, Series, Study
 from tests.conftest import make_user
 from tests.factories import make_dataset, make_instance, multipart_body, new_uid, to_part10
 from tests.testdata import readable_part10_files
@@ -88,7 +92,6 @@ def test_stow_of_one_instance_answers_200_with_retrieve_urls(api, live_url):
     assert stored_bytes(ds.SOPInstanceUID) == b"\x00" * 128 + data[128:]
     assert row.transfer_syntax_uid == "1.2.840.10008.1.2.1"
     assert row.frame_table["kind"] == "native"
-    assert StoreReservation.objects.count() == 0
 
 
 def test_single_part_application_dicom_is_accepted(api):
@@ -313,7 +316,75 @@ def test_concurrent_stores_of_one_instance_have_exactly_one_winner(api, live_url
             assert value(failed(response.json())[0], "00081197") in (45070, 45071)
     assert Instance.objects.count() == 1
     assert len(list(storage.iter_blobs())) == 1
-    assert StoreReservation.objects.count() == 0
+
+
+_HOLD_CLAIM = """
+import sys, time
+import django
+django.setup()
+from archive.claims import claim
+with claim(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def _database_url() -> str:
+    from django.db import connection
+
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    return f"postgres://{db['USER']}{password}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def test_a_store_in_flight_in_another_process_answers_45071_and_a_crash_releases_it(api, tmp_path):
+    """Another Archway process holds the claim on a UID (its store is writing the blob)."""
+    data = make_instance(rows=64, columns=64)
+    uid = pydicom.dcmread(io.BytesIO(data)).SOPInstanceUID
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DATABASE_URL": _database_url(),
+        "ARCHWAY_VAR_DIR": str(tmp_path),
+        "SECRET_KEY": "test",
+    }
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_CLAIM, uid],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        response = stow(api, [data])
+        assert response.status_code == 409, response.text
+        (failure,) = failed(response.json())
+        assert value(failure, "00081197") == 45071
+        assert not Instance.objects.filter(instance_uid=uid).exists()
+        assert list(storage.iter_blobs()) == []
+    finally:
+        holder.kill()  # a crash: nothing runs to release the claim
+        holder.wait(timeout=30)
+    response = stow(api, [data])
+    assert response.status_code == 200, response.text
+    assert Instance.objects.filter(instance_uid=uid).exists()
+
+
+def test_claims_exclude_threads_of_one_process(db):
+    from archive.claims import claim
+    from archive.errors import InstanceInFlight
+
+    uid = new_uid()
+    with claim(uid):
+        with pytest.raises(InstanceInFlight), claim(uid):
+            pass
+        with claim(new_uid()):  # another UID is not affected
+            pass
+    with claim(uid):  # released
+        pass
 
 
 def test_truncated_body_reports_what_was_stored(api):

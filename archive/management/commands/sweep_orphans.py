@@ -1,15 +1,16 @@
 """``manage.py sweep_orphans``: reconcile blob storage with the index after crashes.
 
 Ingest writes the blob before the index row (see ``archive.ingest``), so a process that
-dies in between leaves an *orphan blob* and a *stale StoreReservation*; a failed
-post-commit delete of a replaced blob leaves an orphan too. Nothing in the request path
-cleans these up, so operators run this periodically (cron, a Celery beat task). It:
+dies in between leaves an *orphan blob*; a failed post-commit delete of a replaced blob
+leaves an orphan too. (Its in-flight claim is a lock that dies with the process:
+``archive.claims``; nothing else is left behind.) Nothing in the request path cleans
+these up, so operators run this periodically (cron, a Celery beat task). It:
 
-a. deletes blobs under ``dicom/`` that no Instance references and no StoreReservation
-   claims, once they are older than the grace period (younger ones may belong to a store
-   still in flight and are reported as "young, kept");
-b. deletes StoreReservation rows older than the grace period (stores that crashed), with
-   their blob unless an Instance references it;
+a. deletes blobs under ``dicom/`` that no Instance references, once they are older than
+   the grace period (younger ones may belong to a store still in flight and are
+   reported as "young, kept"). The grace period must be longer than the slowest blob
+   upload: S3 dates a multipart upload's object from when the upload *began*;
+b. removes temporary files of blob writes that never finished (filesystem backend);
 c. deletes derived objects (thumbnails, pre-transcoded copies under ``derived/``) whose
    instance version no longer exists (deleted, or replaced by a PUT), once older than
    the grace period; they can always be made again;
@@ -41,7 +42,7 @@ from django.db import connection
 from django.utils import timezone
 
 from archive import storage
-from archive.models import Instance, StoreReservation
+from archive.models import Instance
 from archive.tasks import DERIVED_PREFIX, parse_derived_key
 
 logger = logging.getLogger(__name__)
@@ -84,10 +85,7 @@ class Report:
     orphans_deleted: int = 0
     orphan_bytes: int = 0
     orphans_young: int = 0
-    blobs_in_flight: int = 0
     blobs_checked: int = 0
-    reservations_removed: int = 0
-    reservation_blobs_deleted: int = 0
     instances_checked: int = 0
     instances_missing_blob: int = 0
     derived_checked: int = 0
@@ -96,7 +94,7 @@ class Report:
 
 class Command(BaseCommand):
     help = (
-        "Delete orphan blobs and stale store reservations older than the grace period, and "
+        "Delete orphan blobs older than the grace period, and "
         "report instances whose blob is missing (never deleting index rows)."
     )
 
@@ -105,7 +103,7 @@ class Command(BaseCommand):
             "--grace",
             type=_seconds,
             metavar="SECONDS",
-            help="Only touch orphans/reservations older than this "
+            help="Only touch orphans older than this "
             "(default: ARCHWAY_ORPHAN_GRACE_SECONDS, currently %(default)s).",
             default=settings.ARCHWAY_ORPHAN_GRACE_SECONDS,
         )
@@ -121,9 +119,6 @@ class Command(BaseCommand):
         mode = " (dry run: nothing is deleted)" if self.dry_run else ""
         self.stdout.write(f"sweep_orphans: grace period {grace} s, cutoff {cutoff.isoformat()}{mode}")
         try:
-            # Reservations first: their blobs are then gone before the blob listing, so
-            # each orphan is handled (and counted) once.
-            self._sweep_reservations(cutoff)
             partials = storage.remove_stale_partials(cutoff, dry_run=self.dry_run)
             if partials:
                 verb = "would delete" if self.dry_run else "deleted"
@@ -135,67 +130,11 @@ class Command(BaseCommand):
             raise CommandError(f"blob storage failed, sweep aborted: {exc}") from exc
         self._summary()
 
-    # --- (b) stale reservations ------------------------------------------------------------
-    def _sweep_reservations(self, cutoff: datetime) -> None:
-        stale = StoreReservation.objects.filter(created_at__lt=cutoff).order_by("pk")
-        last_pk = 0
-        while batch := list(stale.filter(pk__gt=last_pk)[: _batch_size()]):
-            last_pk = batch[-1].pk
-            if not self.dry_run:
-                for reservation in batch:
-                    self._remove_reservation(reservation, cutoff)
-                continue
-            referenced = set(
-                Instance.objects.filter(blob_key__in=[r.blob_key for r in batch]).values_list(
-                    "blob_key", flat=True
-                )
-            )
-            for reservation in batch:
-                key = reservation.blob_key
-                with_blob = key not in referenced and storage.exists(key)
-                self.report.reservations_removed += 1
-                self.report.reservation_blobs_deleted += with_blob
-                blob_note = f" with its blob {key}" if with_blob else ""
-                self.stdout.write(
-                    f"stale reservation {reservation.instance_uid} "
-                    f"from {reservation.created_at.isoformat()}: would remove{blob_note}"
-                )
-
-    def _remove_reservation(self, reservation: StoreReservation, cutoff: datetime) -> None:
-        # Conditional delete: a reservation that has meanwhile been released is left alone.
-        deleted, _ = StoreReservation.objects.filter(pk=reservation.pk, created_at__lt=cutoff).delete()
-        if not deleted:
-            return
-        self.report.reservations_removed += 1
-        key = reservation.blob_key
-        # Looked up after the row is gone: no store can now index this key.
-        blob_deleted = False
-        if not Instance.objects.filter(blob_key=key).exists() and storage.exists(key):
-            storage.delete(key)
-            blob_deleted = True
-            self.report.reservation_blobs_deleted += 1
-        logger.info(
-            "removed stale store reservation for %s (created %s)%s",
-            reservation.instance_uid,
-            reservation.created_at.isoformat(),
-            f" and its blob {key}" if blob_deleted else "",
-        )
-        self.stdout.write(
-            f"stale reservation {reservation.instance_uid} from {reservation.created_at.isoformat()}: "
-            f"removed{' with its blob ' + key if blob_deleted else ''}"
-        )
-
     # --- (a) orphan blobs ------------------------------------------------------------------
     def _sweep_blobs(self, cutoff: datetime) -> None:
         for batch in _batches(storage.iter_blobs(BLOB_PREFIX), _batch_size()):
             self.report.blobs_checked += len(batch)
             keys = [blob.key for blob in batch]
-            # Reservations are looked up before instances: a store that commits between the
-            # two queries still shows up in the second (its reservation and its Instance row
-            # change in one transaction), so a live blob is never taken for an orphan.
-            reserved = dict(
-                StoreReservation.objects.filter(blob_key__in=keys).values_list("blob_key", "created_at")
-            )
             indexed = set(Instance.objects.filter(blob_key__in=keys).values_list("blob_key", flat=True))
             # Versions kept from before an attribute correction (archive.corrections).
             indexed.update(
@@ -205,12 +144,6 @@ class Command(BaseCommand):
             )
             for blob in batch:
                 if blob.key in indexed:
-                    continue
-                if blob.key in reserved:
-                    if reserved[blob.key] < cutoff:
-                        continue  # a stale reservation's blob: counted under (b) (dry run only)
-                    self.report.blobs_in_flight += 1
-                    self.stdout.write(f"blob {blob.key}: reserved by a store in flight, kept")
                     continue
                 if blob.modified > cutoff:
                     self.report.orphans_young += 1
@@ -289,9 +222,6 @@ class Command(BaseCommand):
             f"  blobs checked                {r.blobs_checked}",
             f"  orphan blobs {verb:<15} {r.orphans_deleted} ({r.orphan_bytes} bytes)",
             f"  orphan blobs young, kept     {r.orphans_young}",
-            f"  blobs of stores in flight    {r.blobs_in_flight}",
-            f"  stale reservations {'to remove' if self.dry_run else 'removed':<9} {r.reservations_removed}"
-            f" ({r.reservation_blobs_deleted} blobs)",
             f"  derived objects checked      {r.derived_checked}",
             f"  derived objects {verb:<12} {r.derived_deleted}",
             f"  instances checked            {r.instances_checked}",
