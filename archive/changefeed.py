@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from itertools import islice
 
 from django.db import connection
@@ -93,6 +94,16 @@ def record(action: str, changes: Sequence[Change]) -> None:
     )
 
 
+@cache
+def _supersede_sql(vendor: str) -> str:
+    quote = connection.ops.quote_name
+    table = quote(ChangeFeedEntry._meta.db_table)
+    return fastsql.placeholders(
+        f"UPDATE {table} SET {quote('state')} = %s WHERE {quote('instance_uid')} = %s "
+        f"AND {quote('state')} <> %s"
+    )
+
+
 def record_store(ids: Identifiers, version: int, *, replaced: bool) -> None:
     """The entry for one stored instance: ``update`` if it replaced a stored one (PUT).
 
@@ -100,14 +111,7 @@ def record_store(ids: Identifiers, version: int, *, replaced: bool) -> None:
     instead of ``record()``'s querysets; the effect is the same.
     """
     transaction_required()
-    quote = connection.ops.quote_name
-    table = quote(ChangeFeedEntry._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET {quote('state')} = %s WHERE {quote('instance_uid')} = %s "
-            f"AND {quote('state')} <> %s",
-            [State.REPLACED, ids.instance_uid, State.REPLACED],
-        )
+    fastsql.execute(_supersede_sql(connection.vendor), [State.REPLACED, ids.instance_uid, State.REPLACED])
     fastsql.insert(
         ChangeFeedEntry,
         {

@@ -128,9 +128,16 @@ def _locked_or_created(model, lookup: dict, defaults: dict):
         return row, False
     try:
         with transaction.atomic():
-            return model.objects.create(**lookup, **defaults), True
+            created = model.objects.create(**lookup, **defaults)
     except IntegrityError:
         return fastsql.select_one(model, lookup, fields, lock=True), False
+    return fastsql.Row(
+        {"id": created.pk, **{name: getattr(created, name) for name in _attnames(model, fields)}}
+    ), True
+
+
+def _attnames(model, fields) -> list[str]:
+    return [model._meta.get_field(name).attname for name in fields]
 
 
 # Fields index_instance reads beyond the ones it compares.
@@ -170,7 +177,7 @@ def index_instance(
     study, study_created = _locked_or_created(Study, {"study_uid": ids.study_uid}, study_fields)
     series_fields = _series_fields(meta)
     series, series_created = _locked_or_created(
-        Series, {"series_uid": ids.series_uid}, {**series_fields, "study": study}
+        Series, {"series_uid": ids.series_uid}, {**series_fields, "study_id": study.pk}
     )
 
     table = header.frame_table
@@ -196,9 +203,11 @@ def index_instance(
     }
     pk = fastsql.insert(Instance, fields)
     instance = Instance(
-        pk=pk, **{name: value for name, value in fields.items() if name not in ("series", "study")}
+        pk=pk,
+        series_id=series.pk,
+        study_id=study.pk,
+        **{name: value for name, value in fields.items() if name not in ("series", "study")},
     )
-    instance.series, instance.study = series, study
     instance._state.adding, instance._state.db = False, fastsql.DB
 
     # Latest wins for series and study attributes; counts maintained here, not per query.

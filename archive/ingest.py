@@ -85,36 +85,53 @@ def _clean(value: object) -> str:
     return str(value if value is not None else "").strip("\x00 ")
 
 
-def _identifiers(header: InstanceHeader) -> tuple[Identifiers, list[str]]:
-    """The five required attributes, or InvalidInstance naming every one that is wrong."""
-    ds = header.dataset
+_REQUIRED_UIDS = (
+    ("StudyInstanceUID", "0020000D"),
+    ("SeriesInstanceUID", "0020000E"),
+    ("SOPInstanceUID", "00080018"),
+    ("SOPClassUID", "00080016"),
+)
+
+
+def _text(meta: dict, key: str, header: InstanceHeader) -> str:
+    """One attribute's value as text, from the DICOM JSON when it has it.
+
+    Elements sent with VR UN (explicit VR, unknown to the sender) are bulk data in the
+    JSON; pydicom still knows the VR of a public tag, so those are converted by it.
+    """
+    element = meta[key]
+    if "Value" in element or "BulkDataURI" not in element:
+        values = element.get("Value") or [""]
+        return "\\".join(str(v) if v is not None else "" for v in values).strip("\x00 ")
+    try:
+        return _clean(header.dataset[int(key, 16)].value)
+    except Exception:  # a value pydicom cannot read either
+        return ""
+
+
+def _identifiers(meta: dict, header: InstanceHeader) -> Identifiers:
+    """The five required attributes, or InvalidInstance naming every one that is wrong.
+
+    Read from the instance's DICOM JSON (``archive.metadata``), which has already
+    decoded every value once: converting them again through pydicom cost more than
+    the checks themselves.
+    """
     problems: list[str] = []
     found: dict[str, str] = {}
-    for keyword, tag in (
-        ("StudyInstanceUID", 0x0020000D),
-        ("SeriesInstanceUID", 0x0020000E),
-        ("SOPInstanceUID", 0x00080018),
-        ("SOPClassUID", 0x00080016),
-    ):
-        try:
-            value = _clean(ds.get(tag).value) if tag in ds else None
-        except Exception:  # unreadable value
-            value = None
-        if value is None:
-            problems.append(f"({tag >> 16:04X},{tag & 0xFFFF:04X}) {keyword} is missing")
+    for keyword, key in _REQUIRED_UIDS:
+        label = f"({key[:4]},{key[4:]}) {keyword}"
+        if key not in meta:
+            problems.append(f"{label} is missing")
             continue
+        value = _text(meta, key, header)
         ok, reason = validate_uid(value)
         if not ok:
-            problems.append(f"({tag >> 16:04X},{tag & 0xFFFF:04X}) {keyword} is invalid: {reason}")
+            problems.append(f"{label} is invalid: {reason}")
         found[keyword] = value
-    if 0x00100020 not in ds:
+    if "00100020" not in meta:
         problems.append("(0010,0020) PatientID is missing (it may be empty, but must be present)")
     else:
-        try:
-            patient_id = _clean(ds[0x00100020].value)
-        except Exception:
-            patient_id = ""
-            problems.append("(0010,0020) PatientID cannot be decoded")
+        patient_id = _text(meta, "00100020", header)
         if len(patient_id) > 64:
             problems.append(f"(0010,0020) PatientID is {len(patient_id)} characters long (LO allows 64)")
         elif "\\" in patient_id or any(ord(ch) < 0x20 and ch != "\x1b" for ch in patient_id):
@@ -124,14 +141,13 @@ def _identifiers(header: InstanceHeader) -> tuple[Identifiers, list[str]]:
         found["PatientID"] = patient_id
     if problems:
         raise InvalidInstance("; ".join(problems))
-    ids = Identifiers(
+    return Identifiers(
         study_uid=found["StudyInstanceUID"],
         series_uid=found["SeriesInstanceUID"],
         instance_uid=found["SOPInstanceUID"],
         sop_class_uid=found["SOPClassUID"],
         patient_id=found["PatientID"],
     )
-    return ids, []
 
 
 class _PrefixedFile(io.RawIOBase):
@@ -285,14 +301,14 @@ def store(
     try:
         file = as_part10(file)
         header = read_header(file)
-        ids, _ = _identifiers(header)
+        meta = instance_json(header)
+        ids = _identifiers(meta, header)
         if expected_study_uid is not None and ids.study_uid != expected_study_uid:
             raise StudyMismatch(
                 f"StudyInstanceUID {ids.study_uid} does not match the study in the request URL "
                 f"({expected_study_uid})"
             )
         warnings = tuple(problem.message for problem in check_attributes(header.dataset))
-        meta = instance_json(header)
         outcome = _write_and_index(file, header, ids, meta, warnings, replace, keep_original)
     except DicomError as error:
         outcome = _failure(error, ids, header)

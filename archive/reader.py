@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 import pydicom
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
@@ -136,6 +137,30 @@ class _FrameWalkError(Exception):
     pass
 
 
+def _raw_value(ds: Dataset, tag: int) -> Any:
+    """A small attribute's value, from its raw bytes when they are the common encoding.
+
+    The frame table needs half a dozen US/IS/CS values; converting each through
+    ``Dataset.__getattr__`` (keyword lookup, a DataElement, value conversion) cost more
+    than the rest of the frame walk. Anything but little-endian US, or plain ASCII IS
+    and CS, goes through pydicom as before.
+    """
+    raw = ds.get_item(tag, keep_deferred=True) if tag in ds else None
+    if raw is None:
+        return None
+    if isinstance(raw, RawDataElement) and isinstance(raw.value, bytes):
+        value, vr = raw.value, raw.VR
+        if vr == "US" and raw.is_little_endian and len(value) == 2:
+            return value[0] | value[1] << 8
+        if vr in ("IS", "CS") and value.isascii() and b"\\" not in value:
+            text = value.decode("ascii").strip(" \x00")
+            if vr == "CS":
+                return text
+            if text.isdigit():
+                return int(text)
+    return ds[tag].value
+
+
 def _deflated_has_pixels(ds: Dataset) -> bool:
     # stop_before_pixels worked on the inflated buffer; Rows is the practical signal.
     return "Rows" in ds and "Columns" in ds
@@ -143,7 +168,7 @@ def _deflated_has_pixels(ds: Dataset) -> bool:
 
 def _number_of_frames(ds: Dataset) -> int:
     try:
-        value = ds.get("NumberOfFrames", 1)
+        value = _raw_value(ds, 0x00280008)
         frames = int(value) if value not in (None, "") else 1
     except (TypeError, ValueError):
         frames = 1
@@ -218,17 +243,17 @@ def _frame_table(
 
 def _native_frame_bits(ds: Dataset) -> int | None:
     try:
-        rows = int(ds.Rows)
-        columns = int(ds.Columns)
-        bits = int(ds.BitsAllocated) if "BitsAllocated" in ds else 0
-        if not bits and "FloatPixelData" in ds:
+        rows = int(_raw_value(ds, 0x00280010))
+        columns = int(_raw_value(ds, 0x00280011))
+        bits = int(_raw_value(ds, 0x00280100) or 0)
+        if not bits and 0x7FE00008 in ds:  # FloatPixelData
             bits = 32
-        samples = int(ds.get("SamplesPerPixel", 1) or 1)
-    except (AttributeError, TypeError, ValueError):
+        samples = int(_raw_value(ds, 0x00280002) or 1)
+    except (AttributeError, TypeError, ValueError, KeyError):
         return None
     if rows <= 0 or columns <= 0 or bits <= 0:
         return None
-    if samples == 3 and str(ds.get("PhotometricInterpretation", "")).strip() == "YBR_FULL_422":
+    if samples == 3 and str(_raw_value(ds, 0x00280004) or "").strip() == "YBR_FULL_422":
         # Native 4:2:2 keeps two chroma samples per pair of pixels (PS3.3 C.7.6.3.1.2).
         return rows * columns * 2 * bits
     return rows * columns * samples * bits

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import stat
 import tempfile
 import threading
@@ -153,18 +154,23 @@ def _validate_prefix(prefix: str) -> str:
     return prefix
 
 
+# Control characters and backslashes: one regular-expression scan instead of a Python
+# loop over every character (keys are checked on every put and read).
+_BAD_KEY_CHARACTERS = re.compile(r"[\x00-\x1f\x7f\\]")
+
+
 def _check_path_text(text: str, *, what: str) -> None:
     if ".." in text:
         raise ValueError(f"{what} must not contain '..': {text!r}")
     if text.startswith("/"):
         raise ValueError(f"{what} must not start with '/': {text!r}")
-    if "\\" in text:
-        raise ValueError(f"{what} must not contain backslashes: {text!r}")
     if "//" in text:
         raise ValueError(f"{what} must not contain empty path segments: {text!r}")
-    if any(ord(char) < 0x20 or char == "\x7f" for char in text):
+    if (bad := _BAD_KEY_CHARACTERS.search(text)) is not None:
+        if bad.group() == "\\":
+            raise ValueError(f"{what} must not contain backslashes: {text!r}")
         raise ValueError(f"{what} must not contain control characters: {text!r}")
-    if any(segment == "." for segment in text.split("/")):
+    if text == "." or text.startswith("./") or text.endswith("/.") or "/./" in text:
         raise ValueError(f"{what} must not contain '.' segments: {text!r}")
 
 

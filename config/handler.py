@@ -28,7 +28,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import io
 import logging
+import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -79,16 +81,66 @@ class ArchwayASGIHandler(ASGIHandler):
         finally:
             body_file.close()
 
+    async def read_body(self, receive):
+        """The request body as one in-memory file, or spooled to disk when large.
+
+        Django's version writes every chunk into a ``SpooledTemporaryFile`` (a growing
+        ``BytesIO``: copies on every resize). Here the chunks of a body up to
+        ``FILE_UPLOAD_MAX_MEMORY_SIZE`` are joined once into one ``bytes`` object, which
+        a ``BytesIO`` then shares without copying, and which the STOW parser searches in
+        place (``dicomweb.multipart``). A larger body goes to a temporary file as soon as
+        it passes the limit, so memory stays bounded whatever the size.
+        """
+        limit = settings.FILE_UPLOAD_MAX_MEMORY_SIZE
+        chunks: list[bytes] = []
+        size = 0
+        spool = None
+        try:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise RequestAborted()
+                body = message.get("body", b"")
+                if body:
+                    size += len(body)
+                    if spool is None and size > limit:
+                        spool = tempfile.TemporaryFile(dir=settings.FILE_UPLOAD_TEMP_DIR)  # noqa: SIM115
+                        spool.writelines(chunks)
+                        chunks.clear()
+                    if spool is not None:
+                        spool.write(body)
+                    else:
+                        chunks.append(body)
+                if not message.get("more_body", False):
+                    break
+        except BaseException:
+            if spool is not None:
+                spool.close()
+            raise
+        if spool is not None:
+            spool.seek(0)
+            return spool
+        return io.BytesIO(b"".join(chunks))
+
     async def _serve(self, scope, body_file, receive, send) -> None:
+        response = await self._in_thread(self._handle_sync, scope, body_file)
+        if not response.streaming:
+            # The body is in memory and the response already closed (request_finished
+            # sent) in the request thread: send it, and that is all. No disconnect
+            # listener, no second thread hop: a client that went away while the view ran
+            # would not have stopped the view anyway (it runs to the end in its thread).
+            with contextlib.suppress(asyncio.CancelledError, OSError):
+                await self.send_response(response, send)
+            return
+
         async def respond() -> HttpResponse:
-            response = await self._in_thread(self._handle_sync, scope, body_file)
             # The client went away while we were sending: Django ignores it too.
             with contextlib.suppress(asyncio.CancelledError):
                 await self.send_response(response, send)
             return response
 
-        # As Django's handler: a disconnect while the response is being produced or sent
-        # cancels the sending (a large stream stops reading storage for nobody).
+        # As Django's handler: a disconnect while a stream is being sent cancels the
+        # sending (a large stream stops reading storage for nobody).
         listener = asyncio.create_task(self.listen_for_disconnect(receive))
         responder = asyncio.create_task(respond())
         await asyncio.wait([listener, responder], return_when=asyncio.FIRST_COMPLETED)
@@ -115,11 +167,14 @@ class ArchwayASGIHandler(ASGIHandler):
         try:
             request, error_response = self.create_request(scope, body_file)
             if request is None:
-                return error_response
-            response = self.get_response(request)
-            response._handler_class = self.__class__
-            if isinstance(response, FileResponse):
-                response.block_size = self.chunk_size
+                response = error_response
+            else:
+                response = self.get_response(request)
+                response._handler_class = self.__class__
+                if isinstance(response, FileResponse):
+                    response.block_size = self.chunk_size
+            if not response.streaming:
+                response.close()  # request_finished, here rather than in another hop
             return response
         finally:
             # The view is done with the database: give this thread's connections back

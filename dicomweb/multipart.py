@@ -230,6 +230,20 @@ def iter_parts(
     if chunk_size < 1:
         raise ValueError("chunk_size must be positive")
 
+    if in_place and isinstance(stream, io.BytesIO):
+        # The whole body is one bytes object in memory (the ASGI handler joined it):
+        # find the parts where they are instead of copying the body through the
+        # parser's buffer (0.2 ms of CPU per 525 KB instance, measured). Anything this
+        # quick scan does not accept is parsed again by the general code below, which
+        # raises the precise error.
+        data = stream.getvalue()  # no copy: BytesIO shares the bytes it was made from
+        if max_bytes is None or len(data) <= max_bytes:
+            found = _scan_in_memory(data, delim)
+            if found is not None:
+                for headers, start, size in found:
+                    yield Part(headers=headers, file=Window(stream, start, size), size=size)  # type: ignore[arg-type]
+                return
+
     # The buffer starts with a virtual LF so that a delimiter at the very start of the body is
     # found by the same ``LF--boundary`` search as every later one.  Likewise the LF ending the
     # delimiter line and the LF ending the header block are kept at buf[0]: the header search and
@@ -332,6 +346,49 @@ def iter_parts(
     finally:
         if part_file is not None:
             part_file.close()
+
+
+def _delimiter_at(data: bytes, delim: bytes, start: int) -> tuple[int, re.Match[bytes] | None]:
+    """The first real delimiter (``LF--boundary`` + trailer) at or after ``start``."""
+    i = data.find(delim, start)
+    while i != -1:
+        match = _TRAILER_RE.match(data, i + len(delim))
+        if match is not None:
+            return i, match
+        i = data.find(delim, i + 1)
+    return -1, None
+
+
+def _scan_in_memory(data: bytes, delim: bytes) -> list[tuple[dict[str, str], int, int]] | None:
+    """``(headers, body offset, body size)`` of each part of a complete in-memory body.
+
+    The same rules as :func:`iter_parts` (a virtual line feed before the first byte, the
+    line ending before a delimiter belongs to it, headers end at the first empty line),
+    over the whole body at once. Returns None for anything but a well-formed body —
+    truncated, without a delimiter, or with an oversized header block — so the caller
+    can let the general parser report it.
+    """
+    if not data:
+        return None
+    match = _TRAILER_RE.match(data, len(delim) - 1) if data.startswith(delim[1:]) else None
+    if match is None:
+        _, match = _delimiter_at(data, delim, 0)
+        if match is None:
+            return None
+    parts: list[tuple[dict[str, str], int, int]] = []
+    while not match.lastindex:  # a part delimiter (not the close delimiter)
+        line_end = match.end() - 1  # the LF ending the delimiter line
+        header_end = _HEADER_END_RE.search(data, line_end, line_end + MAX_HEADER_BYTES + 3)
+        if header_end is None:
+            return None
+        headers = _parse_headers(data[line_end + 1 : header_end.start() + 1])
+        start = header_end.end()
+        i, match = _delimiter_at(data, delim, start - 1)
+        if match is None:
+            return None
+        end = i - 1 if i > start and data[i - 1] == _CR else i
+        parts.append((headers, start, max(0, end - start)))
+    return parts
 
 
 def _discard(piece: memoryview) -> None:
