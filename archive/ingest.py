@@ -227,6 +227,23 @@ class _SanitizedReader:
         self._position = 0
         self.sha256 = hashlib.sha256()
 
+    def readinto(self, buffer) -> int:
+        """Fill ``buffer`` (the storage's reusable copy buffer: no allocation per read)."""
+        view = memoryview(buffer).cast("B")
+        readinto = getattr(self._fp, "readinto", None)
+        if readinto is not None:
+            count = readinto(view) or 0
+        else:
+            chunk = self._fp.read(len(view))
+            count = len(chunk)
+            view[:count] = chunk
+        if self._position < PREAMBLE_LENGTH and count:
+            zeroed = min(PREAMBLE_LENGTH - self._position, count)
+            view[:zeroed] = bytes(zeroed)
+        self._position += count
+        self.sha256.update(view[:count])
+        return count
+
     def read(self, size: int = -1) -> bytes | bytearray:
         if self._position < PREAMBLE_LENGTH and size is not None and size > 0:
             # Zero the preamble in place, in the one buffer the read fills: slicing and

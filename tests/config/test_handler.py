@@ -11,7 +11,7 @@ import pydicom
 from django.utils.deprecation import MiddlewareMixin
 
 from config.handler import ArchwayASGIHandler
-from tests.factories import make_instance
+from tests.factories import make_instance, multipart_body
 
 ADMIN_CSS = Path(django.contrib.admin.__file__).parent / "static" / "admin" / "css" / "base.css"
 
@@ -72,3 +72,29 @@ def test_a_client_that_goes_away_mid_download_leaves_the_server_serving(api):
     whole = api.get(url, headers=accept)
     assert whole.status_code == 200
     assert data[132:] in whole.content  # the stored Part 10 (preamble zeroed) inside the multipart body
+
+
+def _stored(instance_uid: str) -> bytes:
+    from archive import storage
+    from archive.models import Instance
+
+    return b"".join(storage.open_stream(Instance.objects.get(instance_uid=instance_uid).blob_key))
+
+
+def test_bodies_below_and_above_the_in_memory_limit_are_stored_intact(api, settings):
+    """Small bodies are joined in memory; one past FILE_UPLOAD_MAX_MEMORY_SIZE goes to a
+    temporary file as it arrives (also when sent chunked, without a Content-Length)."""
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 200_000
+    rounds = [
+        ([make_instance(rows=64, columns=64)], False),  # ~8 KB: stays in memory
+        ([make_instance(rows=256, columns=256) for _ in range(3)], False),  # ~400 KB: to disk
+        ([make_instance(rows=256, columns=256), make_instance(rows=64, columns=64)], True),
+    ]
+    for parts, chunked in rounds:
+        body, content_type = multipart_body(parts)
+        content = iter([body[i : i + 65536] for i in range(0, len(body), 65536)]) if chunked else body
+        response = api.post("/dicomweb/studies", content=content, headers={"Content-Type": content_type})
+        assert response.status_code == 200, response.text
+        for data in parts:
+            uid = pydicom.dcmread(io.BytesIO(data)).SOPInstanceUID
+            assert _stored(uid) == b"\x00" * 128 + data[128:]

@@ -570,3 +570,64 @@ def test_new_boundary_is_valid_and_unique() -> None:
         assert 1 <= len(boundary) <= 70
         body = b"".join(encode_parts([({"A": "1"}, [b"data"])], boundary))
         assert collect(iter_parts(io.BytesIO(body), boundary)) == [({"a": "1"}, b"data", 4)]
+
+
+# --- the in-memory scan (a whole body already in memory) agrees with the streaming parser -------
+
+
+def _shapes() -> list[bytes]:
+    """Bodies of every shape the tests above use, valid and not."""
+    lf_only = (
+        b"--" + BB + b"\nContent-Type: application/dicom\nContent-Location: a\n\nfirst\n"
+        b"--" + BB + b"\n\nsecond\r\n\n--" + BB + b"--\n"
+    )
+    padded = b"--" + BB + b" \t \r\nA: 1\r\n\r\none\r\n--" + BB + b"\t\nA: 2\n\ntwo\r\n--" + BB + b"--  \r\n"
+    empty_parts = (
+        b"--" + BB + b"\r\n\r\n\r\n--" + BB + b"\r\nA: 1\r\n\r\n--" + BB + b"\r\nA: 2\r\n\r\n\r\n--" + BB + b"--"
+    )
+    return [
+        encoded_sample(),
+        b"preamble\r\n" + encoded_sample() + b"epilogue",
+        b"\r\n--" + BB + b"\r\nA: 1\r\n\r\nbody\r\n--" + BB + b"--",
+        lf_only,
+        padded,
+        empty_parts,
+        b"--" + BB + b"--\r\n",  # close delimiter only
+        b"",  # empty
+        b"no delimiter at all",
+        encoded_sample().removesuffix(b"\r\n")[:-20],  # truncated
+        b"--" + BB + b"\r\n" + b"X: " + b"y" * (70 * 1024) + b"\r\n\r\nbody\r\n--" + BB + b"--",  # big headers
+        b"--" + BB + b"\r\nBroken header line\r\n\r\nbody\r\n--" + BB + b"--",
+    ]
+
+
+def _outcome(parts: Iterator[Part]) -> object:
+    try:
+        return collect(parts)
+    except MultipartError as exc:
+        return (type(exc), str(exc))
+
+
+@pytest.mark.parametrize("index", range(len(_shapes())))
+def test_in_memory_scan_agrees_with_the_streaming_parser(index: int) -> None:
+    body = _shapes()[index]
+    in_memory = _outcome(iter_parts(io.BytesIO(body), BOUNDARY, in_place=True))
+    streamed = _outcome(iter_parts(TrickleStream(body, step=3), BOUNDARY))
+    assert in_memory == streamed
+
+
+def test_in_memory_parts_are_windows_onto_the_body_not_copies() -> None:
+    body = io.BytesIO(b"preamble\r\n" + encoded_sample())
+    parts = list(iter_parts(body, BOUNDARY, in_place=True))
+    assert all(isinstance(part.file, Window) for part in parts)
+    assert [p.file.read() for p in parts] == [body for _, body, _ in expected_sample()]
+
+
+def test_the_in_memory_scan_takes_well_formed_bodies_and_leaves_the_rest() -> None:
+    from dicomweb.multipart import _scan_in_memory
+
+    delim = b"\n--" + BB
+    found = _scan_in_memory(b"preamble\r\n" + encoded_sample(), delim)
+    assert found is not None and len(found) == len(sample_parts())
+    assert _scan_in_memory(encoded_sample().removesuffix(b"\r\n")[:-20], delim) is None  # truncated
+    assert _scan_in_memory(b"no delimiter at all", delim) is None
