@@ -23,6 +23,7 @@ a single cProfiled worker and prints where server time goes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import multiprocessing as mp
@@ -494,6 +495,19 @@ def add_arguments(parser: argparse._ArgumentGroup) -> None:
         help="frames of 2 MiB in the large instance (default 512 = 1 GiB; 0 skips it)",
     )
     parser.add_argument(
+        "--stow-reference",
+        action="store_true",
+        help="also run every row against a local Orthanc + DICOMweb plugin (apt-get install orthanc "
+        "orthanc-dicomweb), alternating with Archway row by row",
+    )
+    parser.add_argument(
+        "--stow-rounds",
+        type=int,
+        default=1,
+        help="run the throughput rows this many times (alternating with the reference) and report "
+        "each row's median (default 1)",
+    )
+    parser.add_argument(
         "--stow-profile",
         action="store_true",
         help="also run a short load against one cProfiled worker and print where server time goes",
@@ -574,6 +588,29 @@ def _run_profile(factory: InstanceFactory, count: int, mode: str, max_seconds: f
     return {"phase": asdict(phase), "pstats": str(profile_path)}
 
 
+def _median_phase(row: list[PhaseResult]) -> PhaseResult:
+    """The round whose throughput is the median of the row (the lower middle for even counts)."""
+    ordered = sorted(row, key=lambda phase: phase.instances_per_s)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+@contextlib.contextmanager
+def _reference(wanted: bool) -> Iterator[tuple[Server | None, str]]:
+    """The reference server (Orthanc) and its version, or (None, why not)."""
+    if not wanted:
+        yield None, ""
+        return
+    from bench.reference import orthanc_available, orthanc_server, orthanc_version
+
+    binary, plugin = orthanc_available()
+    if binary is None or plugin is None:
+        print("reference: Orthanc is not installed (apt-get install orthanc orthanc-dicomweb); skipped")
+        yield None, "not installed"
+        return
+    with orthanc_server() as server:
+        yield server, orthanc_version(binary)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run the STOW benchmark, print its figures, return them for the JSON results file."""
     count: int = args.stow_count
@@ -592,32 +629,65 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "count_per_row": count,
         "rows": [],
     }
-    with archway_server(workers=workers) as server:
+    rounds = max(1, args.stow_rounds)
+    with archway_server(workers=workers) as server, _reference(args.stow_reference) as (reference, version):
+        if reference is not None:
+            result["reference"] = {"server": "Orthanc + DICOMweb plugin", "version": version}
         _print_header(server, facts, instance_bytes, mode)
         # Warm-up: every worker imports and initialises everything once, off the clock.
         warmup = measure_phase(server, build_bodies(factory, 4_000_000, 16, 1), 4, 1, "thread", 60)
         if warmup.non_200:
             raise BenchError("warm-up requests failed:\n  " + "\n  ".join(warmup.errors[:5]))
-        phases: list[PhaseResult] = []
+        if reference is not None:
+            print(f"reference: {version} with its DICOMweb plugin, same rows, alternating with Archway")
+            measure_phase(reference, build_bodies(factory, 4_500_000, 16, 1), 4, 1, "thread", 60)
+        runs: dict[str, list[list[PhaseResult]]] = {
+            name: [[] for _ in ROWS] for name in ("archway", "reference")
+        }
         next_number = 0
-        print(f"\nthroughput: {count} instances per row (capped at {max_seconds:.0f} s)")
-        for clients, per_request in ROWS:
-            bodies = build_bodies(factory, next_number, count, per_request)
-            next_number += count
-            phase = measure_phase(server, bodies, clients, per_request, mode, max_seconds)
-            del bodies
-            phases.append(phase)
-            print(
-                f"  {clients} client(s) x {per_request} instance(s)/request: "
-                f"{phase.instances_per_s:.0f} instances/s, {phase.non_200} non-200",
-                flush=True,
-            )
-            for error in phase.errors[:5]:
-                print(f"    ! {error[:500]}")
-        print(_phase_rows(phases))
+        print(f"\nthroughput: {count} instances per row (capped at {max_seconds:.0f} s), {rounds} round(s)")
+        for round_number in range(rounds):
+            for index, (clients, per_request) in enumerate(ROWS):
+                targets: list[tuple[str, Server]] = [("archway", server)]
+                if reference is not None:
+                    targets.append(("reference", reference))
+                if round_number % 2:
+                    targets.reverse()  # neither side always goes first
+                for name, target in targets:
+                    bodies = build_bodies(factory, next_number, count, per_request)
+                    next_number += count
+                    phase = measure_phase(target, bodies, clients, per_request, mode, max_seconds)
+                    del bodies
+                    runs[name][index].append(phase)
+                    print(
+                        f"  {name:9s} {clients} client(s) x {per_request} instance(s)/request: "
+                        f"{phase.instances_per_s:.0f} instances/s, {phase.non_200} non-200",
+                        flush=True,
+                    )
+                    for error in phase.errors[:5]:
+                        print(f"    ! {error[:500]}")
+        phases = [_median_phase(row) for row in runs["archway"]]
+        print(("\narchway (median of each row)\n" if rounds > 1 or reference else "") + _phase_rows(phases))
         result["rows"] = [
             {**asdict(p), "server_cpu_ms_per_instance": p.server_cpu_ms_per_instance} for p in phases
         ]
+        result["rounds"] = {
+            name: [[asdict(p) for p in row] for row in rows] for name, rows in runs.items() if any(rows)
+        }
+        if reference is not None:
+            ref_phases = [_median_phase(row) for row in runs["reference"]]
+            print(f"\nreference: {version} (median of each row)\n" + _phase_rows(ref_phases))
+            result["reference"]["rows"] = [
+                {**asdict(p), "server_cpu_ms_per_instance": p.server_cpu_ms_per_instance} for p in ref_phases
+            ]
+            print(
+                "\narchway / reference, instances/s: "
+                + ", ".join(
+                    f"{c}x{n} {a.instances_per_s / r.instances_per_s:.2f}"
+                    for (c, n), a, r in zip(ROWS, phases, ref_phases, strict=True)
+                    if r.instances_per_s
+                )
+            )
         result["server_rss_mb_after_throughput"] = server.rss_mb()
 
         if args.stow_big_frames > 0:
@@ -647,7 +717,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 print(f"    ! {big['error'][:1000]}")
 
         counts = stored_counts(server)
-        expected = sum(p.instances_ok for p in phases) + warmup.instances_ok
+        expected = sum(p.instances_ok for row in runs["archway"] for p in row) + warmup.instances_ok
         if args.stow_big_frames > 0 and result["big_instance"]["status"] == 200:
             expected += 1
         result["stored"] = {**counts, "expected": expected}
