@@ -60,6 +60,26 @@ def _batches(items: Sequence[str], size: int) -> Iterable[list[str]]:
         yield batch
 
 
+# A fixed 63-bit key for PostgreSQL's transaction-level advisory lock (see _in_commit_order).
+_COMMIT_ORDER_LOCK = 0x41524348_57415943 >> 1  # "ARCHWAYC"
+
+
+def _in_commit_order() -> None:
+    """Make this transaction's entries commit in sequence order (PostgreSQL).
+
+    Sequence numbers are handed out when a row is inserted, but transactions commit in
+    their own order: on PostgreSQL a store that took sequence 100 could commit after one
+    that took 101, and a reader paging through the feed in between would read 101, move
+    its offset past it and never see 100. Taking a transaction-level advisory lock just
+    before inserting (released at commit or rollback) queues the feed writers, so they
+    commit in the order they numbered their entries: a reader never sees a gap that
+    fills in later. SQLite needs nothing: it has one writer at a time already. The lock
+    is held only from the feed insert to the commit, the last statements of a store.
+    """
+    if connection.vendor == "postgresql":
+        fastsql.execute("SELECT pg_advisory_xact_lock(%s)", [_COMMIT_ORDER_LOCK])
+
+
 def record(action: str, changes: Sequence[Change]) -> None:
     """Append one entry per change and supersede the instances' earlier entries.
 
@@ -68,6 +88,7 @@ def record(action: str, changes: Sequence[Change]) -> None:
     transaction_required()
     if not changes:
         return
+    _in_commit_order()
     deleting = action == Action.DELETE
     superseded = State.DELETED if deleting else State.REPLACED
     uids = sorted({change.instance_uid for change in changes})
@@ -111,6 +132,7 @@ def record_store(ids: Identifiers, version: int, *, replaced: bool) -> None:
     instead of ``record()``'s querysets; the effect is the same.
     """
     transaction_required()
+    _in_commit_order()
     fastsql.execute(_supersede_sql(connection.vendor), [State.REPLACED, ids.instance_uid, State.REPLACED])
     fastsql.insert(
         ChangeFeedEntry,

@@ -240,3 +240,58 @@ def test_the_feed_needs_the_read_role(live_url, anonymous):
     with httpx.Client(base_url=live_url, headers={"Authorization": f"Bearer {key}"}) as writer:
         assert writer.get("/dicomweb/changefeed").status_code == 403
         assert writer.get("/dicomweb/changefeed/latest").status_code == 403
+
+
+@pytest.mark.real_services
+def test_a_reader_never_sees_a_later_entry_before_an_earlier_one_commits(api):
+    """Entries become visible in sequence order even when stores overlap (PostgreSQL).
+
+    A store that numbered its entry first but commits last must not let a later entry
+    show up alone: a client paging with ``offset`` would step past the gap and never
+    read the earlier entry. Store 1 takes its entry and holds its transaction open;
+    store 2 starts meanwhile. Until store 1 commits, the feed shows neither. (SQLite has
+    one writer at a time, so there the order holds by construction, and an open write
+    transaction would also hold up this test's own audited GET.)
+    """
+    import threading
+
+    from django.db import connection, transaction
+
+    from archive import changefeed
+    from archive.indexing import Identifiers
+
+    first = Identifiers(new_uid(), new_uid(), new_uid(), "1.2.840.10008.5.1.4.1.1.7", "P1")
+    second = Identifiers(new_uid(), new_uid(), new_uid(), "1.2.840.10008.5.1.4.1.1.7", "P2")
+    numbered, release, second_done = threading.Event(), threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def store(ids: Identifiers, before_commit: threading.Event | None) -> None:
+        try:
+            with transaction.atomic():
+                changefeed.record_store(ids, 1, replaced=False)
+                if before_commit is not None:
+                    numbered.set()
+                    assert before_commit.wait(20)
+            if before_commit is None:
+                second_done.set()
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    one = threading.Thread(target=store, args=(first, release))
+    one.start()
+    assert numbered.wait(20)
+    two = threading.Thread(target=store, args=(second, None))
+    two.start()
+    try:
+        second_done.wait(1.0)
+        # Store 2 may only be visible together with store 1.
+        assert second.instance_uid not in [e["SopInstanceUid"] for e in feed(api)]
+    finally:
+        release.set()
+        one.join(30)
+        two.join(30)
+    assert not errors
+    uids = [e["SopInstanceUid"] for e in feed(api)]
+    assert uids.index(first.instance_uid) < uids.index(second.instance_uid)
