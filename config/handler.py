@@ -26,10 +26,12 @@ bodies never touch the database (``dicomweb.streams``).
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import contextvars
 import io
 import logging
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -39,10 +41,11 @@ from django.conf import settings
 from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers import base
-from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.core.handlers.asgi import ASGIHandler, ASGIRequest, get_script_prefix
 from django.db import close_old_connections
 from django.http import FileResponse, HttpResponse
 from django.urls import set_script_prefix
+from django.utils.http import parse_header_parameters
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +53,52 @@ T = TypeVar("T")
 _DONE = object()
 
 
+# A Content-Type whose parameters are plain tokens or simple quoted strings (what DICOMweb
+# clients send: ``multipart/related; type="application/dicom"; boundary=…``).
+_SIMPLE_CONTENT_TYPE = re.compile(
+    r"""\s*[^\s;"]+\s*(;\s*[!#$%&'+.^_`|~0-9A-Za-z-]+\s*=\s*("[^"\\;]*"|[^"\s;]*)\s*)*;?\s*"""
+)
+_PARAMETER = re.compile(r"""([!#$%&'+.^_`|~0-9A-Za-z-]+)\s*=\s*("[^"\\;]*"|[^"\s;]*)""")
+
+
+def parse_content_type(line: str) -> tuple[str, dict[str, str]]:
+    """``django.utils.http.parse_header_parameters``, without the email package for simple headers.
+
+    Django parses every request's Content-Type with ``email.message.Message``; sampled
+    under STOW load that was 3.5 % of a request's Python time. Headers of the simple
+    shape above are split directly (same result: lower-cased type and parameter names,
+    quotes removed); anything else (RFC 2231 ``name*=``, escapes, ``;`` inside quotes)
+    still goes to Django's parser.
+    """
+    if not line or ";" not in line:
+        return parse_header_parameters(line)
+    if _SIMPLE_CONTENT_TYPE.fullmatch(line) is None:
+        return parse_header_parameters(line)
+    main, _, rest = line.partition(";")
+    params = {}
+    for name, value in _PARAMETER.findall(rest):
+        params[name.lower()] = value[1:-1] if value[:1] == '"' else value
+    return main.strip().lower(), params
+
+
+class ArchwayASGIRequest(ASGIRequest):
+    """Django's ASGI request with a quicker Content-Type parse (``parse_content_type``)."""
+
+    def _set_content_type_params(self, meta):
+        self.content_type, self.content_params = parse_content_type(meta.get("CONTENT_TYPE", ""))
+        if "charset" in self.content_params:
+            try:
+                codecs.lookup(self.content_params["charset"])
+            except LookupError:
+                pass
+            else:
+                self.encoding = self.content_params["charset"]
+
+
 class ArchwayASGIHandler(ASGIHandler):
     """HTTP only (WebSockets go to Channels, ``config.asgi``)."""
+
+    request_class = ArchwayASGIRequest
 
     def __init__(self) -> None:
         base.BaseHandler.__init__(self)

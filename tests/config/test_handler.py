@@ -8,6 +8,7 @@ from pathlib import Path
 import django.contrib.admin
 import httpx
 import pydicom
+import pytest
 from django.utils.deprecation import MiddlewareMixin
 
 from config.handler import ArchwayASGIHandler
@@ -98,3 +99,30 @@ def test_bodies_below_and_above_the_in_memory_limit_are_stored_intact(api, setti
         for data in parts:
             uid = pydicom.dcmread(io.BytesIO(data)).SOPInstanceUID
             assert _stored(uid) == b"\x00" * 128 + data[128:]
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        'multipart/related; type="application/dicom"; boundary=abc',
+        'multipart/related; type=application/dicom; boundary="a b"',
+        'Multipart/Related; TYPE="application/dicom+json"; Boundary=XyZ',
+        "application/dicom",
+        'text/plain;charset="UTF-8" ',
+        'multipart/related; boundary="a;b"',
+        "text/plain; name*=UTF-8''%e2%82%ac",
+        'a/b; x="y\\"z"',
+        'multipart/related; type="application/dicom"; transfer-syntax=*; boundary=123',
+        "a/b;",
+        "a/b; ;",
+        "a/b; x",
+        'a/b; x=""',
+        "",
+    ],
+)
+def test_content_type_parse_matches_django(header):
+    from django.utils.http import parse_header_parameters
+
+    from config.handler import parse_content_type
+
+    assert parse_content_type(header) == parse_header_parameters(header)
