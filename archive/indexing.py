@@ -148,16 +148,74 @@ def _changed(row, fields: dict) -> dict:
     return {name: value for name, value in fields.items() if getattr(row, name) != value}
 
 
+class IndexBatch:
+    """What the instances indexed in one transaction share: their parent rows and counts.
+
+    A STOW request usually sends a series or a study: every instance would read and lock
+    the same patient, study and series rows and update their counts. Within one
+    transaction those rows cannot change under us (SQLite has one writer; PostgreSQL rows
+    are locked ``FOR UPDATE`` by the first read), so each is read once, kept here with
+    the values this batch gave it, and written once by :meth:`apply` — latest wins for
+    attributes, increments summed for counts — before the transaction commits.
+    """
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[type, tuple], tuple[fastsql.Row, bool]] = {}
+        self.changes: dict[tuple[type, int], dict] = {}
+        self.increments: dict[tuple[type, int], dict[str, int]] = {}
+
+    def row(self, model, lookup: dict, defaults: dict) -> tuple[fastsql.Row, bool]:
+        """The row (locked or created by this batch) and whether this call created it."""
+        key = (model, tuple(lookup.values()))
+        found = self.rows.get(key)
+        if found is not None:
+            return found[0], False
+        row, created = _locked_or_created(model, lookup, defaults)
+        self.rows[key] = (row, created)
+        return row, created
+
+    def change(self, model, row, changes: dict, increments: dict[str, int] | None = None) -> None:
+        """Record attribute changes (also applied to the cached row) and count increments."""
+        key = (model, row.pk)
+        if changes:
+            row.__dict__.update(changes)
+            self.changes.setdefault(key, {}).update(changes)
+        else:
+            self.changes.setdefault(key, {})
+        if increments:
+            counts = self.increments.setdefault(key, {})
+            for name, amount in increments.items():
+                counts[name] = counts.get(name, 0) + amount
+
+    def apply(self, now) -> None:
+        """One UPDATE per touched row: its final attributes, ``updated_at`` and summed counts."""
+        for (model, pk), changes in self.changes.items():
+            fastsql.update(model, pk, {**changes, "updated_at": now}, self.increments.get((model, pk)))
+        self.changes.clear()
+        self.increments.clear()
+
+
 def index_instance(
-    header: InstanceHeader, meta: dict, ids: Identifiers, blob: BlobFacts, *, replace: bool
+    header: InstanceHeader,
+    meta: dict,
+    ids: Identifiers,
+    blob: BlobFacts,
+    *,
+    replace: bool,
+    batch: IndexBatch | None = None,
 ) -> tuple[Instance, Instance | None]:
     """Index one instance; return it and the row it replaced (PUT upsert), if any.
 
-    Must run inside ``transaction.atomic()``. Sends ``instance_stored``. The common case
-    (another instance of an existing series) costs six statements: read patient, lock and
-    update study, lock and update series, insert the instance. Counts are incremented in
-    SQL on locked rows, so concurrent stores into one study never lose an update.
+    Must run inside ``transaction.atomic()``. Sends ``instance_stored``. With ``batch``
+    (several instances in one transaction), parent rows are read once per batch and
+    their updates left to ``batch.apply()``, which the caller runs before commit;
+    without it they are applied here. The common case (another instance of an existing
+    series) then costs five statements: read patient, study and series, insert the
+    instance, update study and series. Counts are incremented in SQL on locked rows, so
+    concurrent stores into one study never lose an update.
     """
+    own_batch = batch is None
+    batch = batch if batch is not None else IndexBatch()
     replaced: Instance | None = None
     if replace:
         replaced = Instance.objects.select_for_update().filter(instance_uid=ids.instance_uid).first()
@@ -167,16 +225,16 @@ def index_instance(
 
     issuer = values.text(meta, T["IssuerOfPatientID"], 64)
     patient_fields = _patient_fields(meta)
-    patient, created = _locked_or_created(
+    patient, created = batch.row(
         Patient, {"patient_id": ids.patient_id, "issuer_of_patient_id": issuer}, patient_fields
     )
     if not created and (changes := _changed(patient, patient_fields)):
-        fastsql.update(Patient, patient.pk, {**changes, "updated_at": now})
+        batch.change(Patient, patient, changes)
 
     study_fields = {**_study_fields(meta, ids), "patient_id": patient.pk}
-    study, study_created = _locked_or_created(Study, {"study_uid": ids.study_uid}, study_fields)
+    study, study_created = batch.row(Study, {"study_uid": ids.study_uid}, study_fields)
     series_fields = _series_fields(meta)
-    series, series_created = _locked_or_created(
+    series, series_created = batch.row(
         Series, {"series_uid": ids.series_uid}, {**series_fields, "study_id": study.pk}
     )
 
@@ -214,12 +272,7 @@ def index_instance(
     series_changes = _changed(series, series_fields) if not series_created else {}
     if series.study_id != study.pk:  # a series re-sent under another study moves with it
         series_changes["study_id"] = study.pk
-    fastsql.update(
-        Series,
-        series.pk,
-        {**series_changes, "updated_at": now},
-        {"number_of_instances": 1, "size_bytes": blob.size},
-    )
+    batch.change(Series, series, series_changes, {"number_of_instances": 1, "size_bytes": blob.size})
     study_changes = _changed(study, study_fields) if not study_created else {}
     modalities = _add_to_set(study.modalities_in_study, series_fields["modality"])
     sop_classes = _add_to_set(study.sop_classes_in_study, ids.sop_class_uid)
@@ -227,10 +280,10 @@ def index_instance(
         study_changes["modalities_in_study"] = modalities
     if sop_classes != study.sop_classes_in_study:
         study_changes["sop_classes_in_study"] = sop_classes
-    fastsql.update(
+    batch.change(
         Study,
-        study.pk,
-        {**study_changes, "updated_at": now},
+        study,
+        study_changes,
         {"number_of_instances": 1, "number_of_series": 1 if series_created else 0, "size_bytes": blob.size},
     )
     # A created study got its words from the post_save receiver below.
@@ -238,6 +291,8 @@ def index_instance(
         set_name_words(
             study.pk, study_fields["patient_name_norm"], study_fields["referring_physician_name_norm"]
         )
+    if own_batch:
+        batch.apply(now)
 
     instance_stored.send(sender=Instance, instance=instance, replaced=replaced is not None)
     return instance, replaced

@@ -24,6 +24,7 @@ References: PS3.18 §10.5 (Store Transaction); conformance statement "Store".
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import logging
@@ -33,6 +34,7 @@ from functools import partial
 from typing import BinaryIO
 
 from django.db import DatabaseError, IntegrityError, transaction
+from django.utils import timezone
 
 from archive import changefeed, fastsql, storage
 from archive.claims import claim
@@ -44,7 +46,7 @@ from archive.errors import (
     StorageFailure,
     StudyMismatch,
 )
-from archive.indexing import BlobFacts, Identifiers, index_instance
+from archive.indexing import BlobFacts, Identifiers, IndexBatch, index_instance
 from archive.metadata import instance_json
 from archive.models import Instance
 from archive.reader import InstanceHeader, read_header
@@ -230,9 +232,8 @@ class _SanitizedReader:
     def readinto(self, buffer) -> int:
         """Fill ``buffer`` (the storage's reusable copy buffer: no allocation per read)."""
         view = memoryview(buffer).cast("B")
-        readinto = getattr(self._fp, "readinto", None)
-        if readinto is not None:
-            count = readinto(view) or 0
+        if storage.has_readinto(self._fp):
+            count = self._fp.readinto(view) or 0  # type: ignore[attr-defined]
         else:
             chunk = self._fp.read(len(view))
             count = len(chunk)
@@ -312,79 +313,207 @@ def store(
     attribute correction, ``archive.corrections``) keeps the replaced instance's first
     version instead, as ``Instance.original_blob_key``.
     """
-    started = time.perf_counter()
-    header: InstanceHeader | None = None
-    ids: Identifiers | None = None
-    try:
-        file = as_part10(file)
-        header = read_header(file)
-        meta = instance_json(header)
-        ids = _identifiers(meta, header)
-        if expected_study_uid is not None and ids.study_uid != expected_study_uid:
-            raise StudyMismatch(
-                f"StudyInstanceUID {ids.study_uid} does not match the study in the request URL "
-                f"({expected_study_uid})"
+    batch = StoreBatch(expected_study_uid=expected_study_uid, replace=replace, keep_original=keep_original)
+    batch.add(file)
+    return batch.finish()[0]
+
+
+@dataclass(slots=True)
+class _Written:
+    """An instance whose blob is written and claimed, waiting for its index transaction."""
+
+    slot: int
+    header: InstanceHeader
+    meta: dict
+    ids: Identifiers
+    blob: BlobFacts
+    warnings: tuple[str, ...]
+    started: float
+
+
+class StoreBatch:
+    """Store the instances of one request: each blob as its part arrives, the index in batches.
+
+    Every part is validated and its blob written (and fsynced) before the next part is
+    read, so memory stays bounded whatever the request size. Indexing waits: the
+    instances written so far are indexed together, in one transaction, when
+    ``MAX_PENDING`` have accumulated, when the same SOP Instance UID comes again, and
+    at ``finish()``. One transaction per instance was a third of a store's index cost
+    (begin, commit, the SQLite write lock), and every instance re-read and re-updated
+    the same study and series rows (``archive.indexing.IndexBatch``).
+
+    Failures stay per instance: a bad part gets its own failure and the others are
+    stored. If the batch transaction fails (a unique-constraint race, a database
+    error), nothing of it is committed and each of its instances is indexed again in a
+    transaction of its own, so exactly the failing one fails (and its blob is deleted).
+    Claims (45071) are held from before the blob write until the instance's index
+    commit. PUT (``replace``) and corrections index every instance on its own.
+    """
+
+    MAX_PENDING = 50
+
+    def __init__(
+        self, *, expected_study_uid: str | None = None, replace: bool = False, keep_original: bool = False
+    ) -> None:
+        self.expected_study_uid = expected_study_uid
+        self.replace = replace
+        self.keep_original = keep_original
+        self._outcomes: list[StoreOutcome | None] = []
+        self._pending: list[_Written] = []
+        self._claims = contextlib.ExitStack()
+
+    def add_outcome(self, outcome: StoreOutcome) -> None:
+        """Record the result of a part that was decided without storing (e.g. a wrong type)."""
+        self._outcomes.append(outcome)
+
+    def add(self, file: BinaryIO) -> None:
+        """Validate one instance and write its blob; its index row follows in a batch."""
+        started = time.perf_counter()
+        slot = len(self._outcomes)
+        self._outcomes.append(None)
+        header: InstanceHeader | None = None
+        ids: Identifiers | None = None
+        try:
+            file = as_part10(file)
+            header = read_header(file)
+            meta = instance_json(header)
+            ids = _identifiers(meta, header)
+            if self.expected_study_uid is not None and ids.study_uid != self.expected_study_uid:
+                raise StudyMismatch(
+                    f"StudyInstanceUID {ids.study_uid} does not match the study in the request URL "
+                    f"({self.expected_study_uid})"
+                )
+            warnings = tuple(problem.message for problem in check_attributes(header.dataset))
+            if any(written.ids.instance_uid == ids.instance_uid for written in self._pending):
+                self.flush()  # the same instance twice: the second sees the first stored
+            blob = self._claim_and_write(file, header, ids)
+            self._pending.append(_Written(slot, header, meta, ids, blob, warnings, started))
+        except DicomError as error:
+            self._done(slot, _failure(error, ids, header), started)
+        except Exception:  # a bug must cost one instance, not the request
+            logger.exception(
+                "store failed unexpectedly for %s", ids.instance_uid if ids else "an unreadable part"
             )
-        warnings = tuple(problem.message for problem in check_attributes(header.dataset))
-        outcome = _write_and_index(file, header, ids, meta, warnings, replace, keep_original)
-    except DicomError as error:
-        outcome = _failure(error, ids, header)
-    except Exception:  # a bug must cost one instance, not the request
-        logger.exception(
-            "store failed unexpectedly for %s", ids.instance_uid if ids else "an unreadable part"
+            error = DicomError("Internal processing failure; see the server log")
+            self._done(slot, _failure(error, ids, header), started)
+        if self._pending and (self.replace or self.keep_original or len(self._pending) >= self.MAX_PENDING):
+            self.flush()
+
+    def _claim_and_write(self, file: BinaryIO, header: InstanceHeader, ids: Identifiers) -> BlobFacts:
+        """Claim the instance (held until its index commits), check it is new, write its blob."""
+        held = contextlib.ExitStack()
+        held.enter_context(claim(ids.instance_uid))  # InstanceInFlight (45071) if taken
+        with held:
+            try:
+                if not self.replace and fastsql.exists(Instance, instance_uid=ids.instance_uid):
+                    raise InstanceExists(f"Instance {ids.instance_uid} is already stored")
+            except DatabaseError as exc:
+                raise StorageFailure(f"The index is unavailable: {exc}") from exc
+            version = time.time_ns()
+            key = blob_key(ids, version)
+            reader = _SanitizedReader(file)
+            try:
+                storage.put(key, reader, size=header.file_size)  # type: ignore[arg-type]
+            except storage.StorageError as exc:
+                raise StorageFailure(f"Blob storage failed: {exc}") from exc
+            self._claims.enter_context(held.pop_all())  # success: keep the claim until flush()
+        return BlobFacts(key=key, size=header.file_size, sha256=reader.sha256.hexdigest(), version=version)
+
+    def flush(self) -> None:
+        """Index every written instance; then release their claims."""
+        pending, self._pending = self._pending, []
+        try:
+            if len(pending) > 1:
+                try:
+                    instances = _index_many(pending)
+                except (DatabaseError, DicomError):
+                    logger.warning(
+                        "indexing %d instances together failed; indexing them one by one",
+                        len(pending),
+                        exc_info=True,
+                    )
+                else:
+                    for written, instance in zip(pending, instances, strict=True):
+                        self._done(written.slot, _stored(written, instance, None), written.started)
+                    return
+            for written in pending:
+                self._done(written.slot, self._index_one(written), written.started)
+        finally:
+            self._claims.close()
+            self._claims = contextlib.ExitStack()
+
+    def _index_one(self, written: _Written) -> StoreOutcome:
+        try:
+            instance, replaced = _index(
+                written.header, written.meta, written.ids, written.blob, self.replace, self.keep_original
+            )
+        except DicomError as error:
+            _delete_quietly(written.blob.key)
+            return _failure(error, written.ids, written.header)
+        except Exception:
+            _delete_quietly(written.blob.key)
+            logger.exception("indexing %s failed unexpectedly", written.ids.instance_uid)
+            error = DicomError("Internal processing failure; see the server log")
+            return _failure(error, written.ids, written.header)
+        return _stored(written, instance, replaced)
+
+    def _done(self, slot: int, outcome: StoreOutcome, started: float) -> None:
+        self._outcomes[slot] = outcome
+        logger.info(
+            "store %s instance=%s study=%s size=%d failure=%s warnings=%d %.1fms",
+            "replaced" if outcome.replaced else ("ok" if outcome.stored else "failed"),
+            outcome.instance_uid,
+            outcome.study_uid,
+            outcome.size,
+            outcome.failure,
+            len(outcome.warnings),
+            (time.perf_counter() - started) * 1000,
         )
-        outcome = _failure(DicomError("Internal processing failure; see the server log"), ids, header)
-    logger.info(
-        "store %s instance=%s study=%s size=%d failure=%s warnings=%d %.1fms",
-        "replaced" if outcome.replaced else ("ok" if outcome.stored else "failed"),
-        outcome.instance_uid,
-        outcome.study_uid,
-        outcome.size,
-        outcome.failure,
-        len(outcome.warnings),
-        (time.perf_counter() - started) * 1000,
-    )
-    return outcome
+
+    def finish(self) -> list[StoreOutcome]:
+        """Index what is still pending; the outcome of every part, in request order."""
+        self.flush()
+        return [outcome for outcome in self._outcomes if outcome is not None]
+
+    def __enter__(self) -> StoreBatch:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        # Also when reading the request fails half-way (a body that breaks off): what
+        # was written is indexed, so the response can say exactly what is stored.
+        self.flush()
 
 
-def _write_and_index(
-    file: BinaryIO,
-    header: InstanceHeader,
-    ids: Identifiers,
-    meta: dict,
-    warnings: tuple[str, ...],
-    replace: bool,
-    keep_original: bool = False,
-) -> StoreOutcome:
-    with claim(ids.instance_uid):
-        try:
-            if not replace and fastsql.exists(Instance, instance_uid=ids.instance_uid):
-                raise InstanceExists(f"Instance {ids.instance_uid} is already stored")
-        except DatabaseError as exc:
-            raise StorageFailure(f"The index is unavailable: {exc}") from exc
-        version = time.time_ns()
-        key = blob_key(ids, version)
-        reader = _SanitizedReader(file)
-        try:
-            storage.put(key, reader, size=header.file_size)  # type: ignore[arg-type]
-        except storage.StorageError as exc:
-            raise StorageFailure(f"Blob storage failed: {exc}") from exc
-        blob = BlobFacts(key=key, size=header.file_size, sha256=reader.sha256.hexdigest(), version=version)
-        try:
-            instance, replaced = _index(header, meta, ids, blob, replace, keep_original)
-        except BaseException:
-            _delete_quietly(key)
-            raise
+def _stored(written: _Written, instance: Instance, replaced: Instance | None) -> StoreOutcome:
+    ids = written.ids
     return StoreOutcome(
         instance_uid=ids.instance_uid,
         sop_class_uid=ids.sop_class_uid,
         study_uid=ids.study_uid,
         series_uid=ids.series_uid,
-        warnings=warnings,
+        warnings=written.warnings,
         replaced=replaced is not None,
-        size=header.file_size,
+        size=written.header.file_size,
         instance_id=instance.pk,
     )
+
+
+def _index_many(pending: list[_Written]) -> list[Instance]:
+    """Index several new instances in one transaction (``IndexBatch``); raise if any fails."""
+    try:
+        with write_lock(), transaction.atomic():
+            batch = IndexBatch()
+            instances = []
+            for written in pending:
+                instance, _ = index_instance(
+                    written.header, written.meta, written.ids, written.blob, replace=False, batch=batch
+                )
+                changefeed.record_store(written.ids, written.blob.version, replaced=False)
+                instances.append(instance)
+            batch.apply(timezone.now())
+    except IntegrityError as exc:
+        raise InstanceExists(f"An instance of the batch is already stored: {exc}") from exc
+    return instances
 
 
 def _index(

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 import re
 import stat
@@ -368,7 +369,7 @@ def _fs_put(storage: FileSystemStorage, key: str, reader: _CountingReader) -> No
     fd, tmp_path = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=TEMP_SUFFIX, dir=directory)
     try:
         with os.fdopen(fd, "wb", buffering=0) as out:
-            if hasattr(reader._file, "readinto"):
+            if has_readinto(reader._file):
                 # One buffer per thread, reused: a fresh 1 MiB (or instance-sized) buffer
                 # per read meant new pages, zero-filled, for every stored instance.
                 view = _copy_buffer()
@@ -395,6 +396,12 @@ def _fs_put(storage: FileSystemStorage, key: str, reader: _CountingReader) -> No
 
 
 _buffers = threading.local()
+
+
+def has_readinto(file: object) -> bool:
+    """Whether ``file`` implements ``readinto`` (``io.RawIOBase`` only declares it)."""
+    method = getattr(type(file), "readinto", None)
+    return method is not None and method is not io.RawIOBase.readinto
 
 
 def _copy_buffer() -> memoryview:

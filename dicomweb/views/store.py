@@ -16,7 +16,7 @@ from django.conf import settings
 from rest_framework.exceptions import ParseError, UnsupportedMediaType
 from rest_framework.response import Response
 
-from archive.ingest import StoreOutcome, store
+from archive.ingest import StoreBatch, StoreOutcome
 from dicomweb import multipart
 from dicomweb.media import DICOM, DICOM_JSON, DICOM_XML, MULTIPART_RELATED, MediaTypeError, parse_content_type
 from dicomweb.renderers import DicomJsonRenderer, DicomXmlRenderer, PlainJsonRenderer
@@ -128,13 +128,16 @@ def request_parts(request) -> Iterator[multipart.Part]:
     )
 
 
-def _part_outcome(part: multipart.Part, study_uid: str | None, replace: bool) -> StoreOutcome:
+def _store_part(batch: StoreBatch, part: multipart.Part) -> None:
     part_type = (part.content_type or DICOM).split(";")[0].strip().lower()
     if part_type not in (DICOM, "application/octet-stream"):
-        return StoreOutcome(
-            failure=0x0110, failure_message=f"Part Content-Type {part_type} is not application/dicom"
+        batch.add_outcome(
+            StoreOutcome(
+                failure=0x0110, failure_message=f"Part Content-Type {part_type} is not application/dicom"
+            )
         )
-    return store(part.file, expected_study_uid=study_uid, replace=replace)
+        return
+    batch.add(part.file)
 
 
 def _metadata_type(request) -> str | None:
@@ -149,16 +152,19 @@ def _metadata_type(request) -> str | None:
     return part_type if part_type in (DICOM_JSON, DICOM_XML) else None
 
 
-def _built_outcome(built: Assembled, study_uid: str | None, replace: bool) -> StoreOutcome:
+def _store_built(batch: StoreBatch, built: Assembled) -> None:
     if built.file is None:
-        return StoreOutcome(
-            instance_uid=built.instance_uid,
-            sop_class_uid=built.sop_class_uid,
-            failure=0xA900,
-            failure_message=built.error,
+        batch.add_outcome(
+            StoreOutcome(
+                instance_uid=built.instance_uid,
+                sop_class_uid=built.sop_class_uid,
+                failure=0xA900,
+                failure_message=built.error,
+            )
         )
+        return
     try:
-        return store(built.file, expected_study_uid=study_uid, replace=replace)
+        batch.add(built.file)  # the blob is written before this returns
     finally:
         built.file.close()
 
@@ -177,26 +183,31 @@ class StoreView(DicomWebView):
         if study_uid is not None:
             check_uid(study_uid, "StudyInstanceUID")
         root = base_url(request)
-        outcomes: list[StoreOutcome] = []
         parts = request_parts(request)
         metadata_type = _metadata_type(request)
+        batch = StoreBatch(expected_study_uid=study_uid, replace=replace)
+        broken: multipart.MultipartError | None = None
         try:
-            if metadata_type is not None:
-                for built in assemble(parts, metadata_type):
-                    outcomes.append(_built_outcome(built, study_uid, replace))
-            else:
-                for part in parts:
-                    outcomes.append(_part_outcome(part, study_uid, replace))
+            with batch:  # what was written is indexed also when reading the body fails
+                if metadata_type is not None:
+                    for built in assemble(parts, metadata_type):
+                        _store_built(batch, built)
+                else:
+                    for part in parts:
+                        _store_part(batch, part)
         except multipart.BodyTooLarge:
             raise
         except multipart.MultipartError as exc:
+            broken = exc
+        outcomes = batch.finish()
+        if broken is not None:
             if not outcomes:
-                raise
+                raise broken
             # Parts already stored stay stored; the response must say exactly which.
             outcomes.append(
                 StoreOutcome(
                     failure=0x0110,
-                    failure_message=f"The request body is malformed after part {len(outcomes)} ({exc}); "
+                    failure_message=f"The request body is malformed after part {len(outcomes)} ({broken}); "
                     "nothing after that part was stored",
                 )
             )
