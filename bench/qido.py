@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import calendar
 import contextlib
+import json
 import os
 import random
 import subprocess
@@ -82,6 +83,12 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
         "--qido-keep-db",
         action="store_true",
         help=f"keep the scratch databases {DB_PREFIX}_<studies> (for EXPLAIN, or --qido-reuse-db)",
+    )
+    group.add_argument(
+        "--qido-explain",
+        action="store_true",
+        help="also EXPLAIN (ANALYZE, BUFFERS) each query at each scale: buffers, rows read, planning "
+        "(bench/qido_explain.py); --qido-repeats 0 for that alone",
     )
     group.add_argument(
         "--qido-reuse-db",
@@ -296,59 +303,37 @@ def _measure_interleaved(
 # --- run -----------------------------------------------------------------------------------------
 
 
-def run(args: argparse.Namespace) -> dict:
-    scales = sorted({int(s) for s in str(args.qido_scales).split(",") if s.strip()})
-    try:
-        _admin("SELECT 1")
-    except Exception as exc:  # psycopg missing, server down, no permission
-        print(f"qido: skipped — PostgreSQL is unreachable at {_server_url()}: {exc}", file=sys.stderr)
-        return {"skipped": f"PostgreSQL unreachable: {exc}"}
-    out: dict[str, Any] = {
-        "machine": machine_facts(),
-        "databases": {str(scale): _with_db(_server_url(), db_name(scale)) for scale in scales},
-        "method": "interleaved: one request per scale per round, all servers up at once",
-        "scales": {str(scale): {} for scale in scales},
-    }
+def _explain(scale: int, var_dir: Path, samples: dict[str, list]) -> list[dict[str, Any]]:
+    """``bench.qido_explain`` on this scale's database for each query's round-0 request."""
+    requests = [
+        {"name": name, "path": path, "params": params}
+        for name, make in _query_makers().items()
+        for path, params in [_request(name, 0, make, samples)]
+    ]
+    env = {**server_env(var_dir), "DATABASE_URL": _with_db(_server_url(), db_name(scale))}
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.qido_explain"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        input=json.dumps(requests),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise BenchError(f"bench.qido_explain failed (exit {result.returncode}):\n{result.stderr[-2000:]}")
+    return json.loads(result.stdout)
+
+
+def _print_latencies(out: dict[str, Any], scales: list[int], repeats: int) -> None:
     rows = []
-    try:
-        with (
-            tempfile.TemporaryDirectory(prefix="archway-bench-qido-") as tmp,
-            contextlib.ExitStack() as stack,
-        ):
-            var_dir = Path(tmp) / "var"
-            (var_dir / "static").mkdir(parents=True)
-            for scale in scales:
-                out["scales"][str(scale)]["seed_s"] = _prepare(scale, var_dir, args.qido_reuse_db)
-            urls = {scale: _with_db(_server_url(), db_name(scale)) for scale in scales}
-            samples = {scale: _samples(urls[scale], urls[scales[0]]) for scale in scales}
-            targets: dict[int, tuple[httpx.Client, str, dict[str, list]]] = {}
-            for scale in scales:
-                server = stack.enter_context(
-                    archway_server(workers=args.workers, extra_env={"DATABASE_URL": urls[scale]})
-                )
-                headers = {**server.auth_headers, "Accept": DICOM_JSON}
-                client = stack.enter_context(httpx.Client(headers=headers, timeout=60))
-                targets[scale] = (client, server.base_url, samples[scale])
-            out["load_average_before"] = load_average()
-            print(f"qido: {len(scales)} servers up; load average {out['load_average_before']}", flush=True)
-            for name, make in _query_makers().items():
-                by_scale = _measure_interleaved(name, make, targets, args.qido_repeats, args.qido_warmup)
-                for scale, result in by_scale.items():
-                    out["scales"][str(scale)][name] = result
-            out["load_average_after"] = load_average()
-    finally:
-        if not args.qido_keep_db:
-            for scale in scales:
-                try:
-                    _admin(f"DROP DATABASE IF EXISTS {db_name(scale)}")
-                except Exception as exc:
-                    print(f"qido: could not drop {db_name(scale)}: {exc}", file=sys.stderr)
     for scale in scales:
         for name in QUERIES:
             result = out["scales"][str(scale)][name]
             non200 = sum(n for code, n in result["statuses"].items() if code not in (200, 204))
             rows.append(
-                [scale, name, args.qido_repeats, result["p50_ms"], result["p95_ms"], result["max_ms"],
+                [scale, name, repeats, result["p50_ms"], result["p95_ms"], result["max_ms"],
                  result["mean_results"], non200]
             )  # fmt: skip
     headers = ["studies", "query", "n", "p50 ms", "p95 ms", "max ms", "results", "non-2xx"]
@@ -366,6 +351,89 @@ def run(args: argparse.Namespace) -> dict:
         print("\n" + format_table(ratio_headers, ratio_rows))
         out["ratios"] = ratios
         out["ratio_table"] = {"headers": ratio_headers, "rows": ratio_rows}
+
+
+def _print_explain(out: dict[str, Any], scales: list[int]) -> None:
+    rows = []
+    for name in QUERIES:
+        for scale in scales:
+            for figures in out["explain"][str(scale)]:
+                if figures["name"] == name:
+                    keys = ("statements", "planning_ms", "planning_buffers", "execution_ms", "buffers",
+                            "rows_read", "results")  # fmt: skip
+                    rows.append([name, scale, *(figures[key] for key in keys)])
+    headers = [
+        "query",
+        "studies",
+        "stmts",
+        "plan ms",
+        "plan buffers",
+        "exec ms",
+        "buffers",
+        "rows read",
+        "results",
+    ]
+    print("\nEXPLAIN (ANALYZE, BUFFERS), each query's round-0 request, warm (see bench/qido_explain.py):")
+    print(format_table(headers, rows))
+    out["explain_table"] = {"headers": headers, "rows": rows}
+
+
+def run(args: argparse.Namespace) -> dict:
+    scales = sorted({int(s) for s in str(args.qido_scales).split(",") if s.strip()})
+    try:
+        _admin("SELECT 1")
+    except Exception as exc:  # psycopg missing, server down, no permission
+        print(f"qido: skipped — PostgreSQL is unreachable at {_server_url()}: {exc}", file=sys.stderr)
+        return {"skipped": f"PostgreSQL unreachable: {exc}"}
+    out: dict[str, Any] = {
+        "machine": machine_facts(),
+        "databases": {str(scale): _with_db(_server_url(), db_name(scale)) for scale in scales},
+        "method": "interleaved: one request per scale per round, all servers up at once",
+        "scales": {str(scale): {} for scale in scales},
+    }
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix="archway-bench-qido-") as tmp,
+            contextlib.ExitStack() as stack,
+        ):
+            var_dir = Path(tmp) / "var"
+            (var_dir / "static").mkdir(parents=True)
+            for scale in scales:
+                out["scales"][str(scale)]["seed_s"] = _prepare(scale, var_dir, args.qido_reuse_db)
+            urls = {scale: _with_db(_server_url(), db_name(scale)) for scale in scales}
+            samples = {scale: _samples(urls[scale], urls[scales[0]]) for scale in scales}
+            if args.qido_repeats > 0:
+                targets: dict[int, tuple[httpx.Client, str, dict[str, list]]] = {}
+                for scale in scales:
+                    server = stack.enter_context(
+                        archway_server(workers=args.workers, extra_env={"DATABASE_URL": urls[scale]})
+                    )
+                    headers = {**server.auth_headers, "Accept": DICOM_JSON}
+                    client = stack.enter_context(httpx.Client(headers=headers, timeout=60))
+                    targets[scale] = (client, server.base_url, samples[scale])
+                out["load_average_before"] = load_average()
+                print(
+                    f"qido: {len(scales)} servers up; load average {out['load_average_before']}", flush=True
+                )
+                for name, make in _query_makers().items():
+                    by_scale = _measure_interleaved(name, make, targets, args.qido_repeats, args.qido_warmup)
+                    for scale, result in by_scale.items():
+                        out["scales"][str(scale)][name] = result
+                out["load_average_after"] = load_average()
+            if args.qido_explain:
+                stack.close()  # the servers are done: nothing else runs while EXPLAIN does
+                out["explain"] = {str(scale): _explain(scale, var_dir, samples[scale]) for scale in scales}
+    finally:
+        if not args.qido_keep_db:
+            for scale in scales:
+                try:
+                    _admin(f"DROP DATABASE IF EXISTS {db_name(scale)}")
+                except Exception as exc:
+                    print(f"qido: could not drop {db_name(scale)}: {exc}", file=sys.stderr)
+    if args.qido_repeats > 0:
+        _print_latencies(out, scales, args.qido_repeats)
+    if args.qido_explain:
+        _print_explain(out, scales)
     seeded = [
         f"{scale} studies {out['scales'][str(scale)]['seed_s']:.1f} s"
         if out["scales"][str(scale)]["seed_s"] is not None
@@ -373,6 +441,7 @@ def run(args: argparse.Namespace) -> dict:
         for scale in scales
     ]
     print("\nseeding: " + ", ".join(seeded))
-    before, after = out["load_average_before"], out["load_average_after"]
-    print(f"load average before the timed requests {before}, after {after}")
+    if args.qido_repeats > 0:
+        before, after = out["load_average_before"], out["load_average_after"]
+        print(f"load average before the timed requests {before}, after {after}")
     return out
