@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from urllib.parse import urlencode
 
 import pytest
+from django.db import connection
 from django.http import QueryDict
+from django.utils import timezone
 
 from archive.models import Patient, Series, Study
 from archive.query import like_pattern, search
@@ -164,3 +167,169 @@ def test_ordering_is_newest_first_and_total(studies):
     request = parse_search(QueryDict(""), "study")
     names = [s.patient_name for s in search(request.spec)]
     assert names == ["O'Neil-Smith^Mary Ann", "Smith^Anna", "Müller^Jürgen", "Doe^John"]
+
+
+# --- fuzzy person names (PostgreSQL: prefix lexemes of migration 0009; elsewhere PersonNameWord) ---
+
+FUZZY_NAMES = (
+    "Doe^John",
+    "Doe^Joanna",
+    "Müller^Jürgen",
+    "O'Neil-Smith^Mary Ann",
+    "Ann & Jo|Bar^!Neg:*",  # what tsquery syntax would read as operators (a query with * is a wildcard match)
+    "Back\\Slash^(Paren) x:y",
+    "Yamada^Tarou=山田^太郎=やまだ^たろう",  # component groups
+    "Çelik^Ömer  Ann",  # accents, a double space
+    "",  # no name
+    "^^",
+    "A" * 70 + "^B",  # a word longer than the 64 characters a word is cut to
+)
+FUZZY_QUERIES = (
+    "jo do",
+    "do",
+    "j",
+    "ann",
+    "ann mar",
+    "o'ne",
+    "o'neil-smith m",
+    "jo|b",
+    "&",
+    "!neg:",
+    ":",
+    "back\\s",
+    "\\",
+    "(paren)",
+    "x:y",
+    "山田 た",
+    "やま",
+    "tarou 太",
+    "celik",
+    "ç ö",
+    "a" * 64,
+    "a" * 65,
+    "b " + "a" * 10,
+    "ann ann",
+    "zz",
+    "ith",
+)
+
+
+def _expected_fuzzy(query: str, names) -> set[str]:
+    """The conformance statement's rule, in Python: every query word starts some name word."""
+    from archive.indexing import name_words
+
+    words = name_words(normalize_name(query))
+    return {
+        name
+        for name in names
+        if words and all(any(w.startswith(q) for w in name_words(normalize_name(name))) for q in words)
+    }
+
+
+def _fuzzy(query: str, target="study", **params) -> list:
+    request = parse_search(
+        QueryDict(urlencode({"PatientName": query, "fuzzymatching": "true", **params})), target
+    )
+    return list(search(request.spec))
+
+
+def _newest_first(rows) -> list:
+    return sorted(rows, key=lambda row: (row.updated_at, row.pk), reverse=True)
+
+
+@pytest.fixture
+def fuzzy_studies():
+    return [make_study(name, f"F{index}", "2024-01-01") for index, name in enumerate(FUZZY_NAMES)]
+
+
+@pytest.mark.parametrize("query", FUZZY_QUERIES)
+def test_fuzzy_matches_are_the_prefix_rule(fuzzy_studies, query):
+    found = _fuzzy(query)
+    assert {study.patient_name for study in found} == _expected_fuzzy(query, FUZZY_NAMES)
+    assert found == _newest_first(found)
+
+
+@pytest.mark.parametrize("query", ["jo do", "ann", "山田", "zz"])
+def test_fuzzy_series_search_finds_the_series_of_matching_studies(fuzzy_studies, query):
+    found = _fuzzy(query, "series")
+    assert {series.study.patient_name for series in found} == _expected_fuzzy(query, FUZZY_NAMES)
+    assert found == _newest_first(found)
+
+
+def test_fuzzy_combined_with_other_conditions(fuzzy_studies):
+    make_study("Doe^Jonas", "F-late", "2025-06-01")
+    assert {s.patient_name for s in _fuzzy("jo do")} == {"Doe^John", "Doe^Joanna", "Doe^Jonas"}
+    assert [s.patient_name for s in _fuzzy("jo do", StudyDate="20250101-")] == ["Doe^Jonas"]
+    assert [s.patient_name for s in _fuzzy("jo do", PatientID="F0")] == ["Doe^John"]
+
+
+def test_renamed_study_changes_its_fuzzy_matches(fuzzy_studies):
+    study = fuzzy_studies[0]  # Doe^John
+    assert study in _fuzzy("jo do")
+    study.patient_name = "Smith^Anna"
+    study.patient_name_norm = normalize_name(study.patient_name)
+    study.save()
+    assert study not in _fuzzy("jo do")
+    assert study in _fuzzy("an sm")
+    assert [s.patient_name for s in _fuzzy("jo do")] == ["Doe^Joanna"]
+
+
+def test_fuzzy_paging_is_newest_first_without_gaps_or_repeats():
+    """Pages of a fuzzy search (as QIDO reads them) add up to the whole ordered result."""
+    from dicomweb.views.search import _rows
+
+    studies = [make_study(f"Doe^John{n}", f"PG{n}", "2024-01-01") for n in range(7)]
+    make_study("Smith^Anna", "PG-other", "2024-01-01")
+    # Ties on updated_at: the primary key decides.
+    tied = timezone.now()
+    Study.objects.filter(pk__in=[studies[1].pk, studies[4].pk, studies[5].pk]).update(updated_at=tied)
+    expected = [s.study_uid for s in _newest_first(Study.objects.filter(pk__in=[s.pk for s in studies]))]
+    queryset = search(parse_search(QueryDict("PatientName=jo%20do&fuzzymatching=true"), "study").spec)
+    pages = [[row["study_uid"] for row in _rows(queryset, "study", offset, 3)] for offset in range(0, 9, 3)]
+    assert pages[0] + pages[1] + pages[2] == expected
+    assert [len(page) for page in pages] == [3, 3, 1]
+
+
+@pytest.mark.parametrize("name", (*FUZZY_NAMES, "  Leading^^^Spaces  ", "Tab\tName", "x" * 200))
+def test_postgresql_name_prefixes_are_every_prefix_of_every_word(name):
+    """``archway_name_prefixes`` (migration 0009) holds exactly what the Python rule matches,
+    and the generated column of a study row holds what the function returns."""
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only (elsewhere fuzzy names use PersonNameWord)")
+    from archive.indexing import name_words
+
+    normalized = normalize_name(name)
+    expected = {word[:n] for word in name_words(normalized) for n in range(1, len(word) + 1)}
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT tsvector_to_array(archway_name_prefixes(%s))", [normalized])
+        assert set(cursor.fetchone()[0]) == expected
+    study = make_study(name, "PX", "2024-01-01", referring_physician_name_norm=normalized)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT tsvector_to_array(patient_name_prefixes),"
+            " tsvector_to_array(referring_physician_name_prefixes) FROM archive_study WHERE id = %s",
+            [study.pk],
+        )
+        assert [set(words) for words in cursor.fetchone()] == [expected, expected]
+
+
+def test_postgresql_fuzzy_study_search_takes_the_matches_from_the_index(fuzzy_studies):
+    """Never a newest-first walk filtering row by row (unbounded when few studies match)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only")
+    from dicomweb.views.search import _rows
+
+    queryset = search(parse_search(QueryDict("PatientName=zz&fuzzymatching=true&limit=2"), "study").spec)
+    page_ids = queryset.values("pk")[:2]
+    sql, params = page_ids.query.sql_with_params()
+    with connection.cursor() as cursor:
+        # Make sorting as unattractive to the planner as it can be: a walk in index order
+        # would be taken now if the order allowed one (it does without _MatchesFirst).
+        # (No sequential scan either: on a table this small it would be cheapest.)
+        cursor.execute("SET LOCAL enable_sort = off")
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("EXPLAIN " + sql, params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "archive_study_pn_prefixes" in plan
+    assert "archive_study_recent" not in plan
+    assert _rows(queryset, "study", 0, 2) == []

@@ -11,7 +11,8 @@ search (QIDO) benchmarks only — WADO retrieval of them fails, and ``sweep_orph
 reports them as instances whose blob is missing. Never run this against a real archive.
 
 Runs are additive: a second run adds N more studies after the existing ones (new UIDs
-and patients), which is how the QIDO benchmark grows its database from 2k to 200k.
+and patients). The QIDO benchmark seeds each scale's database in one run with the same seed,
+so a smaller database holds exactly the first studies of a larger one.
 """
 
 from __future__ import annotations
