@@ -86,8 +86,12 @@ class Study(models.Model):
         verbose_name_plural = "studies"
         indexes = [
             # QIDO /studies newest first (ORDER BY updated_at DESC, id DESC), e.g. paging
-            # with no filter (limit=100&offset=1000): read in index order, no sort.
-            models.Index(fields=["-updated_at", "-id"], name="archive_study_recent"),
+            # with no filter (limit=100&offset=1000): read in index order, no sort. The
+            # name is included (PostgreSQL) so PatientName=DOE* walks it without visiting
+            # the rows it skips (migration 0009: 34 instead of 1,125 buffers at 200k).
+            models.Index(
+                fields=["-updated_at", "-id"], include=["patient_name_norm"], name="archive_study_recent"
+            ),
             # QIDO StudyDate=20190301-20190331: the range's (updated_at, id) come from the
             # index alone (PostgreSQL index-only scan), sorted, and only the page's rows are
             # read. Measured at 200k studies (1,600 in the month): 7.6 → 3.5 ms, where

@@ -29,7 +29,7 @@ length) of ``patient_name_norm`` / ``referring_physician_name_norm`` while a gen
 column uses it; drop and re-add the generated column around such a change.
 """
 
-from django.db import migrations
+from django.db import migrations, models
 
 FUNCTION = r"""
 CREATE OR REPLACE FUNCTION archway_name_prefixes(name text) RETURNS tsvector
@@ -104,4 +104,22 @@ class Migration(migrations.Migration):
         ("archive", "0008_drop_store_reservation"),
     ]
 
-    operations = [migrations.RunPython(forward, backward)]
+    operations = [
+        migrations.SeparateDatabaseAndState(
+            # forward() rebuilds archive_study_recent with the INCLUDE on PostgreSQL; the
+            # model state says so too (other databases have no covering indexes, and Django
+            # creates the index there without it).
+            database_operations=[migrations.RunPython(forward, backward)],
+            state_operations=[
+                migrations.RemoveIndex(model_name="study", name="archive_study_recent"),
+                migrations.AddIndex(
+                    model_name="study",
+                    index=models.Index(
+                        fields=["-updated_at", "-id"],
+                        include=["patient_name_norm"],
+                        name="archive_study_recent",
+                    ),
+                ),
+            ],
+        )
+    ]
