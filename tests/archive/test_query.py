@@ -290,6 +290,7 @@ def test_fuzzy_paging_is_newest_first_without_gaps_or_repeats():
     assert [len(page) for page in pages] == [3, 3, 1]
 
 
+@pytest.mark.real_services
 @pytest.mark.parametrize("name", (*FUZZY_NAMES, "  Leading^^^Spaces  ", "Tab\tName", "x" * 200))
 def test_postgresql_name_prefixes_are_every_prefix_of_every_word(name):
     """``archway_name_prefixes`` (migration 0009) holds exactly what the Python rule matches,
@@ -313,6 +314,7 @@ def test_postgresql_name_prefixes_are_every_prefix_of_every_word(name):
         assert [set(words) for words in cursor.fetchone()] == [expected, expected]
 
 
+@pytest.mark.real_services
 def test_postgresql_fuzzy_study_search_takes_the_matches_from_the_index(fuzzy_studies):
     """Never a newest-first walk filtering row by row (unbounded when few studies match)."""
     if connection.vendor != "postgresql":
