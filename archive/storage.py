@@ -34,7 +34,7 @@ import stat
 import tempfile
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
@@ -336,7 +336,7 @@ class _CountingReader:
             )
 
 
-def put(key: str, file: BinaryIO, *, size: int | None = None) -> None:
+def put(key: str, file: BinaryIO, *, size: int | None = None, sync_directory: bool = True) -> None:
     """Store the rest of ``file`` (from its current position) under exactly ``key``.
 
     Streams: the file is never read into memory whole. An existing blob under the key is
@@ -344,6 +344,11 @@ def put(key: str, file: BinaryIO, *, size: int | None = None) -> None:
     When this returns, the blob is durable (fsynced on the filesystem backend unless
     ``settings.ARCHWAY_FSYNC`` is false; acknowledged by S3) and readers see either the
     old or the new content, never a partial one.
+
+    ``sync_directory=False`` leaves the fsync of the blob's directory (which makes the new
+    name durable on the filesystem backend) to the caller, who must call
+    :func:`sync_directories` before relying on the blob — e.g. once for a whole batch of
+    blobs in one series folder instead of once per blob.
 
     ``size``, when known, is checked against the bytes actually read (a mismatch raises
     :class:`StorageError` and stores nothing, because a truncated upload must not be
@@ -358,10 +363,12 @@ def put(key: str, file: BinaryIO, *, size: int | None = None) -> None:
         if isinstance(storage, S3Storage):
             _s3_put(storage, key, reader, size)
         else:
-            _fs_put(storage, key, reader)
+            _fs_put(storage, key, reader, sync_directory=sync_directory)
 
 
-def _fs_put(storage: FileSystemStorage, key: str, reader: _CountingReader) -> None:
+def _fs_put(
+    storage: FileSystemStorage, key: str, reader: _CountingReader, *, sync_directory: bool = True
+) -> None:
     path = storage.path(key)
     directory = os.path.dirname(path)
     _fs_makedirs(storage, directory)
@@ -390,9 +397,22 @@ def _fs_put(storage: FileSystemStorage, key: str, reader: _CountingReader) -> No
         with contextlib.suppress(OSError):
             os.unlink(tmp_path)
         raise
-    if fsync:
+    if fsync and sync_directory:
         # The rename itself is only durable once the directory entry is on disk.
         _fsync_directory(directory)
+
+
+def sync_directories(keys: Iterable[str]) -> None:
+    """Make the names of blobs put with ``sync_directory=False`` durable: one fsync per folder.
+
+    A no-op for S3 (a completed PUT is durable) and when ``ARCHWAY_FSYNC`` is off.
+    """
+    storage = _backend()
+    if isinstance(storage, S3Storage) or not bool(getattr(settings, "ARCHWAY_FSYNC", True)):
+        return
+    for directory in sorted({os.path.dirname(storage.path(validate_key(key))) for key in keys}):
+        with _mapped_errors(directory, writing=True):
+            _fsync_directory(directory)
 
 
 _buffers = threading.local()

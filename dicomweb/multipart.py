@@ -22,6 +22,7 @@ without settings or a database.
 from __future__ import annotations
 
 import io
+import os
 import re
 import tempfile
 import uuid
@@ -241,7 +242,8 @@ def iter_parts(
             found = _scan_in_memory(data, delim)
             if found is not None:
                 for headers, start, size in found:
-                    yield Part(headers=headers, file=Window(stream, start, size), size=size)  # type: ignore[arg-type]
+                    window = Window(stream, start, size, data=data)
+                    yield Part(headers=headers, file=window, size=size)  # type: ignore[arg-type]
                 return
 
     # The buffer starts with a virtual LF so that a delimiter at the very start of the body is
@@ -398,11 +400,15 @@ def _discard(piece: memoryview) -> None:
 class Window(io.RawIOBase):
     """Read-only, seekable view of ``length`` bytes of ``file`` starting at ``start``.
 
-    Every read seeks first, so several windows (and the parser) can share one file.
-    Closing a window leaves ``file`` open: its owner (the request) closes it.
+    Reads never move a shared file position when they can avoid it: a window onto an
+    in-memory body (``data``, the body's bytes) slices it, and one onto a real file
+    reads with ``os.pread`` (one system call instead of a seek and a read, and safe from
+    any thread). Otherwise every read seeks first, so several windows (and the parser)
+    can still share one file. Closing a window leaves ``file`` open: its owner (the
+    request) closes it.
     """
 
-    def __init__(self, file: BinaryIO, start: int, length: int) -> None:
+    def __init__(self, file: BinaryIO, start: int, length: int, *, data: bytes | None = None) -> None:
         super().__init__()
         self._file = file
         self._start = start
@@ -410,6 +416,30 @@ class Window(io.RawIOBase):
         self._pos = 0
         self._ahead = b""  # read-ahead block for small reads, starting at window offset _ahead_at
         self._ahead_at = 0
+        self._view = memoryview(data)[start : start + length] if data is not None else None
+        self._fd: int | None = None
+        if self._view is None and not isinstance(file, io.BytesIO):
+            try:
+                self._fd = file.fileno()
+            except (AttributeError, OSError, ValueError):
+                self._fd = None
+
+    def _read_at(self, offset: int, size: int) -> bytes:
+        """``size`` bytes (fewer at the end) from window offset ``offset``."""
+        if self._view is not None:
+            return self._view[offset : offset + size].tobytes()
+        if self._fd is not None:
+            parts = []
+            while size > 0:
+                chunk = os.pread(self._fd, size, self._start + offset)
+                if not chunk:
+                    break
+                parts.append(chunk)
+                offset += len(chunk)
+                size -= len(chunk)
+            return parts[0] if len(parts) == 1 else b"".join(parts)
+        self._file.seek(self._start + offset)
+        return self._file.read(size)
 
     def readable(self) -> bool:
         return True
@@ -445,14 +475,12 @@ class Window(io.RawIOBase):
             # read-ahead block instead of a seek and a read on the file each.
             offset = self._pos - self._ahead_at
             if not 0 <= offset <= len(self._ahead) - size:
-                self._file.seek(self._start + self._pos)
-                self._ahead = self._file.read(min(_READ_AHEAD, left))
+                self._ahead = self._read_at(self._pos, min(_READ_AHEAD, left))
                 self._ahead_at = self._pos
                 offset = 0
             data = self._ahead[offset : offset + size]
         else:
-            self._file.seek(self._start + self._pos)
-            data = self._file.read(size)
+            data = self._read_at(self._pos, size)
         self._pos += len(data)
         return data
 
@@ -463,8 +491,14 @@ class Window(io.RawIOBase):
             view = view[: max(0, left)]
         if not len(view):
             return 0
-        self._file.seek(self._start + self._pos)
-        count = self._file.readinto(view)  # type: ignore[attr-defined]
+        if self._view is not None:
+            count = len(view)
+            view[:] = self._view[self._pos : self._pos + count]
+        elif self._fd is not None:
+            count = os.preadv(self._fd, [view], self._start + self._pos)
+        else:
+            self._file.seek(self._start + self._pos)
+            count = self._file.readinto(view)  # type: ignore[attr-defined]
         self._pos += count
         return count
 

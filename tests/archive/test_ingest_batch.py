@@ -110,3 +110,23 @@ def test_an_index_failure_in_a_batch_fails_only_that_instance(dicom_storage):
     written = [blob.key for blob in storage.iter_blobs("dicom/") if second.SOPInstanceUID in blob.key]
     assert written == []  # the loser's blob is gone
     assert Study.objects.get(study_uid=study).number_of_instances == 3  # other, first and third
+
+
+def test_a_batch_whose_folder_cannot_be_made_durable_stores_nothing(dicom_storage, settings):
+    """The blobs' folder vanishes before the batch commits (caused for real: removed from
+    disk). The folder fsync that makes the new names durable fails, so no instance of the
+    batch may be indexed: each fails with 42752 and the index stays empty."""
+    if dicom_storage != "filesystem":
+        pytest.skip("folders exist only on the filesystem backend")
+    import shutil
+    from pathlib import Path
+
+    study, series = new_uid(), new_uid()
+    batch = StoreBatch()
+    for number in (1, 2):
+        batch.add(_part(study_uid=study, series_uid=series, InstanceNumber=number, pixel_seed=number))
+    shutil.rmtree(Path(settings.STORAGES["dicom"]["OPTIONS"]["location"]) / "dicom" / study)
+    outcomes = batch.finish()
+    assert [o.failure for o in outcomes] == [42752, 42752]
+    assert not Instance.objects.exists()
+    assert not ChangeFeedEntry.objects.exists()

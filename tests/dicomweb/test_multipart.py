@@ -631,3 +631,31 @@ def test_the_in_memory_scan_takes_well_formed_bodies_and_leaves_the_rest() -> No
     assert found is not None and len(found) == len(sample_parts())
     assert _scan_in_memory(encoded_sample().removesuffix(b"\r\n")[:-20], delim) is None  # truncated
     assert _scan_in_memory(b"no delimiter at all", delim) is None
+
+
+@pytest.mark.parametrize("backing", ["memory", "file", "seek"])
+def test_window_reads_the_same_bytes_however_it_is_backed(backing, tmp_path) -> None:
+    """Windows read by slicing the body's bytes, by pread on a real file, or by seek+read:
+    the same bytes either way, and the first two leave the shared file position alone."""
+    data = bytes(range(256)) * 400
+    if backing == "file":
+        file = (tmp_path / "body").open("w+b")
+        file.write(data)
+        file.flush()
+        window = Window(file, 1000, 50_000)
+    else:
+        file = io.BytesIO(data)
+        window = Window(file, 1000, 50_000, data=data if backing == "memory" else None)
+    file.seek(7)
+    expected = data[1000:51_000]
+    head = [window.read(3) for _ in range(5)]  # small reads: the read-ahead block
+    assert b"".join(head) == expected[:15]
+    buffer = bytearray(20_000)
+    assert window.readinto(buffer) == 20_000 and bytes(buffer) == expected[15:20_015]
+    assert window.read() == expected[20_015:]
+    assert window.read() == b"" and window.readinto(buffer) == 0
+    window.seek(-10, io.SEEK_END)
+    assert window.read(100) == expected[-10:]
+    if backing != "seek":
+        assert file.tell() == 7
+    file.close()
