@@ -583,7 +583,8 @@ def _shapes() -> list[bytes]:
     )
     padded = b"--" + BB + b" \t \r\nA: 1\r\n\r\none\r\n--" + BB + b"\t\nA: 2\n\ntwo\r\n--" + BB + b"--  \r\n"
     empty_parts = (
-        b"--" + BB + b"\r\n\r\n\r\n--" + BB + b"\r\nA: 1\r\n\r\n--" + BB + b"\r\nA: 2\r\n\r\n\r\n--" + BB + b"--"
+        b"--" + BB + b"\r\n\r\n\r\n--" + BB + b"\r\nA: 1\r\n\r\n"
+        b"--" + BB + b"\r\nA: 2\r\n\r\n\r\n--" + BB + b"--"
     )
     return [
         encoded_sample(),
@@ -596,7 +597,8 @@ def _shapes() -> list[bytes]:
         b"",  # empty
         b"no delimiter at all",
         encoded_sample().removesuffix(b"\r\n")[:-20],  # truncated
-        b"--" + BB + b"\r\n" + b"X: " + b"y" * (70 * 1024) + b"\r\n\r\nbody\r\n--" + BB + b"--",  # big headers
+        # a header block over the limit
+        b"--" + BB + b"\r\n" + b"X: " + b"y" * (70 * 1024) + b"\r\n\r\nbody\r\n--" + BB + b"--",
         b"--" + BB + b"\r\nBroken header line\r\n\r\nbody\r\n--" + BB + b"--",
     ]
 
