@@ -326,7 +326,7 @@ class _Written:
     header: InstanceHeader
     meta: dict
     ids: Identifiers
-    blob: BlobFacts | None
+    blob: BlobFacts
     warnings: tuple[str, ...]
     started: float
 
@@ -437,17 +437,16 @@ class StoreBatch:
                 raise StorageFailure(f"The index is unavailable: {exc}") from exc
             version = time.time_ns()
             key = blob_key(ids, version)
-            written = _Written(slot, header, meta, ids, None, warnings, started)
-            written.blob = _write_blob(file, key, header.file_size, version)
+            blob = _write_blob(file, key, header.file_size, version)
             self._claims.enter_context(held.pop_all())  # success: keep the claim until flush()
-        return written
+        return _Written(slot, header, meta, ids, blob, warnings, started)
 
     def flush(self) -> None:
         """Index every written instance; then release their claims."""
         pending, self._pending = self._pending, []
         try:
             try:
-                storage.sync_directories(written.blob.key for written in pending)  # type: ignore[union-attr]
+                storage.sync_directories(written.blob.key for written in pending)
             except storage.StorageError as exc:
                 # The names of these blobs may not survive a crash: store none of them.
                 for written in pending:

@@ -408,6 +408,28 @@ def stop_server(server: Server, grace: float = 20.0) -> None:
         process.wait(timeout=10)
 
 
+def start_logged(
+    command: Sequence[str], workdir: Path, *, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start a server process in its own session, its output in ``workdir/server.log``.
+
+    Its own session, so ``stop_server`` can kill the whole process group.
+    """
+    log = (workdir / "server.log").open("wb")
+    try:
+        return subprocess.Popen(
+            list(command),
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    finally:
+        log.close()
+
+
 @contextlib.contextmanager
 def archway_server(
     *,
@@ -435,19 +457,7 @@ def archway_server(
         port = free_port()
         if profile_out is not None:
             workers = 1
-        log = (workdir / "server.log").open("wb")
-        try:
-            process = subprocess.Popen(
-                _server_command(port, workers, profile_out),
-                cwd=PROJECT_ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        finally:
-            log.close()
+        process = start_logged(_server_command(port, workers, profile_out), workdir, env=env)
         server = Server(
             process=process,
             port=port,

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import BenchError, Server, free_port, stop_server
+from bench.common import BenchError, Server, free_port, start_logged, stop_server
 
 ORTHANC = "Orthanc"
 DICOMWEB_PLUGIN_PATHS = (
@@ -77,17 +77,7 @@ def orthanc_server(start_timeout: float = 60.0) -> Iterator[Server]:
         "DicomWeb": {"Enable": True, "Root": "/dicomweb/"},
     }
     (workdir / "orthanc.json").write_text(json.dumps(config, indent=2))
-    log = (workdir / "server.log").open("wb")
-    try:
-        process = subprocess.Popen(
-            [str(binary), str(workdir / "orthanc.json")],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    finally:
-        log.close()
+    process = start_logged([str(binary), str(workdir / "orthanc.json")], workdir)
     server = Server(process=process, port=port, workers=1, workdir=workdir, token="none")
     try:
         deadline = time.monotonic() + start_timeout
