@@ -99,12 +99,10 @@ class Study(models.Model):
             models.Index(
                 fields=["study_date"], include=["updated_at", "id"], name="archive_study_date_recent"
             ),
-            # QIDO PatientName=DOE* (``patient_name_norm LIKE 'DOE%'``). PostgreSQL only uses
-            # a btree for LIKE prefixes under the C collation, or with a pattern opclass;
-            # other databases ignore ``opclasses``.
-            models.Index(
-                fields=["patient_name_norm"], opclasses=["varchar_pattern_ops"], name="archive_study_pn_like"
-            ),
+            # QIDO PatientName=DOE* (``patient_name_norm LIKE 'DOE%'``) needs no index of its
+            # own: ``db_index=True`` on a CharField already gives PostgreSQL a
+            # ``varchar_pattern_ops`` twin (``…_like``), and elsewhere a plain one. 0003's
+            # ``archive_study_pn_like`` duplicated it; 0010 drops it (see there).
         ]
         # The permissions the role groups grant (archive.apps.ROLE_PERMISSIONS).
         permissions = [
