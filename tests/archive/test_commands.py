@@ -17,7 +17,8 @@ from rest_framework.request import Request
 from rest_framework.test import APIRequestFactory
 
 from archive import storage
-from archive.ingest import store
+from archive.ingest import StoreBatch, store
+from archive.management.commands import import_dicom
 from archive.models import Instance
 from dicomweb.authentication import BearerTokenAuthentication
 from tests.factories import make_instance, new_uid
@@ -294,6 +295,57 @@ def test_import_dicom_lists_at_most_20_failures(db, dicom_storage, tmp_path) -> 
     assert counts(out)["failed"] == 23
     assert len(re.findall(r"^  \S+bad\d\d\.dcm: 43264 ", out, re.MULTILINE)) == 20
     assert "... and 3 more" in out
+
+
+def test_import_dicom_batches_keep_every_outcome_with_its_file(db, dicom_storage, tmp_path) -> None:
+    """Files are indexed in batches of ``StoreBatch.MAX_PENDING``: each keeps its own outcome."""
+    study = new_uid()
+    n = 2 * StoreBatch.MAX_PENDING + 3
+    bad = {7, StoreBatch.MAX_PENDING, n - 1}  # inside a batch, first of the next, the very last
+    for i in range(n):
+        write_instance(tmp_path / f"im{i:03}.dcm", study_uid=study, patient_id=None if i in bad else "P1")
+    # The same instance twice in one batch: the second is "already present", not a failure.
+    (tmp_path / "im001-copy.dcm").write_bytes((tmp_path / "im001.dcm").read_bytes())
+
+    out, _, code = run("import_dicom", str(tmp_path))
+
+    assert code == 1
+    assert counts(out) == {
+        "stored": n - len(bad),
+        "replaced": 0,
+        "already present": 1,
+        "skipped (not DICOM)": 0,
+        "failed": len(bad),
+    }
+    assert sorted(re.findall(r"(im\d{3})\.dcm: 43264 ", out)) == [f"im{i:03}" for i in sorted(bad)]
+    assert Instance.objects.count() == n - len(bad)
+    assert blob_keys() == set(Instance.objects.values_list("blob_key", flat=True))
+
+
+def test_import_dicom_interrupted_indexes_what_it_wrote(db, dicom_storage, tmp_path, monkeypatch) -> None:
+    """Ctrl-C between files: the files written so far are indexed, no blob is left without a row.
+
+    The interrupt is injected into the file walk (a KeyboardInterrupt where the user's
+    Ctrl-C would land), after more files than one batch holds.
+    """
+    for i in range(StoreBatch.MAX_PENDING + 10):
+        write_instance(tmp_path / f"im{i:03}.dcm")
+    walk = import_dicom.iter_files
+
+    def interrupted_walk(root, on_error):
+        for number, path in enumerate(sorted(walk(root, on_error))):
+            if number == StoreBatch.MAX_PENDING + 5:
+                raise KeyboardInterrupt
+            yield path
+
+    monkeypatch.setattr(import_dicom, "iter_files", interrupted_walk)
+    out, _, code = run("import_dicom", str(tmp_path))
+
+    assert code == 130
+    assert "import_dicom INTERRUPTED" in out
+    assert counts(out)["stored"] == StoreBatch.MAX_PENDING + 5
+    assert Instance.objects.count() == StoreBatch.MAX_PENDING + 5
+    assert blob_keys() == set(Instance.objects.values_list("blob_key", flat=True))
 
 
 def test_import_dicom_survives_symlink_loops(db, dicom_storage, tmp_path) -> None:

@@ -3,7 +3,7 @@
 Migrating an existing archive or a CD/USB export means tens of thousands of files on a
 disk; pushing them through STOW-RS one HTTP request at a time is slow and needs a token.
 This command walks the given paths and hands every Part 10 file to the same
-``archive.ingest.store()`` that STOW uses, so validation, sanitizing and indexing are
+``archive.ingest.StoreBatch`` that STOW uses, so validation, sanitizing and indexing are
 identical, and prints a summary.
 
 Design points:
@@ -11,7 +11,14 @@ Design points:
 * Streaming: folders are walked with ``os.scandir`` one directory at a time (only the
   pending subdirectory paths are kept), zip members are spooled one at a time, and the
   summary keeps counts plus the first 20 failure lines — memory stays flat for 100,000
-  files. The only database work per file is what ``store()`` does.
+  files. Files are stored as a STOW request's parts are: each blob written (and
+  fsynced) as its file is read, the index rows of up to ``StoreBatch.MAX_PENDING``
+  files committed in one transaction, with one folder fsync per batch and the study
+  and series rows updated once. For 1,000 CT slices in 10 series (SQLite, filesystem,
+  counted with ``strace -c``): 2,000 → 1,020 fsyncs and 70 → 13 SQLite syncs. On the
+  benchmark VM, where an fsync costs 40 µs, the rate did not move (~150-180 files/s,
+  parsing and DICOM JSON dominate); on disks where an fsync costs milliseconds the
+  saved syncs are the import's time. Ctrl-C indexes what was written before exiting.
 * Files without ``DICM`` at offset 128 are counted as "skipped (not DICOM)" (READMEs,
   DICOMDIR companions, thumbnails), not failures; hidden files and folders are skipped.
 * Re-running over the same folder is harmless: stored instances answer 45070 and are
@@ -40,7 +47,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from archive.ingest import store
+from archive.ingest import StoreBatch, StoreOutcome
 from archive.status import Status
 from archive.uids import validate_uid
 
@@ -146,7 +153,7 @@ class Tally:
 
 
 class Importer:
-    """Feeds files and zip members to ``store()`` and tallies the outcomes."""
+    """Feeds files and zip members to a ``StoreBatch`` and tallies the outcomes."""
 
     def __init__(self, *, study_uid: str | None, replace: bool, progress: tqdm, spool_bytes: int) -> None:
         self.study_uid = study_uid
@@ -154,6 +161,8 @@ class Importer:
         self.progress = progress
         self.spool_bytes = spool_bytes
         self.tally = Tally()
+        self._batch: StoreBatch | None = None
+        self._labels: list[str] = []  # the batch's files, in the order of its outcomes
 
     def import_path(self, root: str) -> None:
         for path in iter_files(root, self._walk_error):
@@ -186,7 +195,25 @@ class Importer:
             self.progress.update(1)
 
     def _store(self, fp: BinaryIO, label: str) -> None:
-        outcome = store(fp, expected_study_uid=self.study_uid, replace=self.replace)
+        """Validate the file and write its blob now; its index row follows with the batch."""
+        if self._batch is None:
+            self._batch = StoreBatch(expected_study_uid=self.study_uid, replace=self.replace)
+        self._batch.add(fp)
+        self._labels.append(label)
+        self.progress.update(1)
+        if len(self._labels) >= StoreBatch.MAX_PENDING:
+            self.finish()
+
+    def finish(self) -> None:
+        """Index the files written so far and count their outcomes (also after Ctrl-C)."""
+        batch, labels = self._batch, self._labels
+        self._batch, self._labels = None, []
+        if batch is None:
+            return
+        for label, outcome in zip(labels, batch.finish(), strict=True):
+            self._count(label, outcome)
+
+    def _count(self, label: str, outcome: StoreOutcome) -> None:
         if outcome.stored:
             if outcome.replaced:
                 self.tally.replaced += 1
@@ -198,7 +225,6 @@ class Importer:
             self.tally.present += 1
         else:
             self._fail(label, outcome.failure, outcome.failure_message)
-        self.progress.update(1)
 
     def _import_zip(self, path: str) -> None:
         try:
@@ -292,8 +318,11 @@ class Command(BaseCommand):
                 spool_bytes=settings.ARCHWAY_SPOOL_MEMORY_BYTES,
             )
             try:
-                for path in paths:
-                    importer.import_path(path)
+                try:
+                    for path in paths:
+                        importer.import_path(path)
+                finally:
+                    importer.finish()  # what was written is indexed, even after Ctrl-C
             except KeyboardInterrupt:
                 interrupted = True
             finally:
