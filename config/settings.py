@@ -159,6 +159,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Covering indexes (``INCLUDE``, e.g. archive_study_recent carrying the patient name) are
+# a PostgreSQL optimization; SQLite builds the same indexes without the extra columns,
+# which is all the embedded profile needs. Django warns about it (models.W040) on every
+# ``migrate``, i.e. on every ``make run``: a warning about a deliberate choice that users
+# cannot act on.
+SILENCED_SYSTEM_CHECKS = ["models.W040"]
+
 # --- blob storage ---------------------------------------------------------------------
 ARCHWAY_STORAGE = env("ARCHWAY_STORAGE", "filesystem")  # "filesystem" | "s3"
 ARCHWAY_STORAGE_ROOT = env("ARCHWAY_STORAGE_ROOT", str(VAR_DIR / "blobs"))
