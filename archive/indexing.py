@@ -15,7 +15,7 @@ from django.db.models.signals import post_save
 from django.dispatch import receiver
 from django.utils import timezone
 
-from archive import fastsql, levels, values
+from archive import fastsql, levels, studyresult, values
 from archive.models import Instance, Patient, PersonNameWord, Series, Study
 from archive.reader import InstanceHeader
 from archive.signals import instance_stored
@@ -141,7 +141,10 @@ def _attnames(model, fields) -> list[str]:
 
 
 # Fields index_instance reads beyond the ones it compares.
-_EXTRA_FIELDS = {Study: ("modalities_in_study", "sop_classes_in_study"), Series: ("study_id",)}
+_EXTRA_FIELDS = {
+    Study: ("modalities_in_study", "sop_classes_in_study", "number_of_series", "number_of_instances"),
+    Series: ("study_id",),
+}
 
 
 def _changed(row, fields: dict) -> dict:
@@ -161,6 +164,7 @@ class IndexBatch:
 
     def __init__(self) -> None:
         self.rows: dict[tuple[type, tuple], tuple[fastsql.Row, bool]] = {}
+        self.by_pk: dict[tuple[type, int], fastsql.Row] = {}
         self.changes: dict[tuple[type, int], dict] = {}
         self.increments: dict[tuple[type, int], dict[str, int]] = {}
 
@@ -172,6 +176,7 @@ class IndexBatch:
             return found[0], False
         row, created = _locked_or_created(model, lookup, defaults)
         self.rows[key] = (row, created)
+        self.by_pk[(model, row.pk)] = row
         return row, created
 
     def change(self, model, row, changes: dict, increments: dict[str, int] | None = None) -> None:
@@ -188,9 +193,27 @@ class IndexBatch:
                 counts[name] = counts.get(name, 0) + amount
 
     def apply(self, now) -> None:
-        """One UPDATE per touched row: its final attributes, ``updated_at`` and summed counts."""
+        """One UPDATE per touched row: its final attributes, ``updated_at`` and summed counts.
+
+        A study's ready search result (``Study.search_json``) is rewritten in the same
+        UPDATE from the row as this batch leaves it: the counts the row was read with
+        (locked, so current) plus this batch's increments.
+        """
         for (model, pk), changes in self.changes.items():
-            fastsql.update(model, pk, {**changes, "updated_at": now}, self.increments.get((model, pk)))
+            increments = self.increments.get((model, pk))
+            values = {**changes, "updated_at": now}
+            if model is Study:
+                row = self.by_pk[(model, pk)]
+                counts = increments or {}
+                values["search_json"] = studyresult.ready_text(
+                    study_uid=row.study_uid,
+                    attributes=row.attributes,
+                    modalities=row.modalities_in_study,
+                    number_of_series=row.number_of_series + counts.get("number_of_series", 0),
+                    number_of_instances=row.number_of_instances + counts.get("number_of_instances", 0),
+                    updated_at=now,
+                )
+            fastsql.update(model, pk, values, increments)
         self.changes.clear()
         self.increments.clear()
 
@@ -386,12 +409,18 @@ def recompute_study(study_id: int) -> None:
     sop_classes = (
         Instance.objects.filter(study_id=study_id).values_list("sop_class_uid", flat=True).distinct()
     )
+    study.number_of_instances = totals["n"]
+    study.size_bytes = totals["size"] or 0
+    study.number_of_series = Series.objects.filter(study_id=study_id).count()
+    study.modalities_in_study = "\\".join(sorted({m for m in modalities if m}))
+    study.sop_classes_in_study = "\\".join(sorted(set(sop_classes)))
     Study.objects.filter(pk=study_id).update(
-        number_of_instances=totals["n"],
-        size_bytes=totals["size"] or 0,
-        number_of_series=Series.objects.filter(study_id=study_id).count(),
-        modalities_in_study="\\".join(sorted({m for m in modalities if m})),
-        sop_classes_in_study="\\".join(sorted(set(sop_classes))),
+        number_of_instances=study.number_of_instances,
+        size_bytes=study.size_bytes,
+        number_of_series=study.number_of_series,
+        modalities_in_study=study.modalities_in_study,
+        sop_classes_in_study=study.sop_classes_in_study,
+        search_json=studyresult.ready_text_of(study),  # updated_at unchanged: stamped with it
     )
 
 

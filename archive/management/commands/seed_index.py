@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from archive.indexing import name_word_rows
 from archive.models import Instance, Patient, PersonNameWord, Series, Study
+from archive.studyresult import ready_text_of
 from archive.values import normalize_name
 
 UID_ROOT = "1.2.826.0.1.3680043.10.1455.8."  # the project's test/benchmark UID root
@@ -201,6 +202,8 @@ def seed_batch(first: int, count: int, series_per_study: int, instances_per_seri
                 },
             )
         )
+    for study in study_rows:  # bulk_create skips save(): the ready search result, as ingest writes it
+        study.search_json = ready_text_of(study)
     Study.objects.bulk_create(study_rows, batch_size=1000)
     words: list[PersonNameWord] = []
     for study in study_rows:
