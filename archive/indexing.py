@@ -211,8 +211,8 @@ class IndexBatch:
                     modalities=row.modalities_in_study,
                     number_of_series=row.number_of_series + counts.get("number_of_series", 0),
                     number_of_instances=row.number_of_instances + counts.get("number_of_instances", 0),
-                    updated_at=now,
                 )
+                values["search_json_at"] = now
             fastsql.update(model, pk, values, increments)
         self.changes.clear()
         self.increments.clear()
@@ -420,7 +420,8 @@ def recompute_study(study_id: int) -> None:
         number_of_series=study.number_of_series,
         modalities_in_study=study.modalities_in_study,
         sop_classes_in_study=study.sop_classes_in_study,
-        search_json=studyresult.ready_text_of(study),  # updated_at unchanged: stamped with it
+        search_json=studyresult.ready_text_of(study),
+        search_json_at=study.updated_at,  # unchanged here
     )
 
 

@@ -84,6 +84,7 @@ class Study(models.Model):
     # with every change of the attributes, counts or modalities (``archive.indexing``,
     # ``save()``). Empty only for rows written around those paths; searches then build it.
     search_json = models.TextField(blank=True, default="")
+    search_json_at = models.DateTimeField(null=True, blank=True)  # the updated_at it was made at
     created_at = models.DateTimeField(auto_now_add=True)
     # Newest-first paging (archive_study_recent). Set by every writer: ingest's UPDATE,
     # ``save()`` (not ``auto_now``, whose value comes too late for ``search_json``'s stamp).
@@ -126,11 +127,11 @@ class Study(models.Model):
         """Any ORM save (creation at ingest, the admin, tests) keeps ``search_json`` current."""
         from archive.studyresult import ready_text_of
 
-        self.updated_at = timezone.now()
+        self.updated_at = self.search_json_at = timezone.now()
         self.search_json = ready_text_of(self)
         update_fields = kwargs.get("update_fields")
         if update_fields is not None:
-            kwargs["update_fields"] = {*update_fields, "updated_at", "search_json"}
+            kwargs["update_fields"] = {*update_fields, "updated_at", "search_json", "search_json_at"}
         super().save(*args, **kwargs)
 
 

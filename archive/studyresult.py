@@ -16,20 +16,20 @@ holds the raw control character U+001E in its place: JSON text never contains on
 (encoders escape control characters inside strings, and there is nothing else it could
 be), so replacing it with the root URL cannot touch any attribute value.
 
-A ready text is only used while it is current. It starts with a stamp of the row it was
-made from — ``updated_at``, the two counts and the modalities — and a search uses it only
-if the row still has those values (``current_json``); otherwise the result is built from
-the attributes. Every change that can alter a study's result moves one of them: ingest
-sets ``updated_at`` (latest-wins attributes come with it), deletion changes the counts.
-So a row written by something that does not know about ``search_json`` — an older
-Archway process still running during an upgrade, a hand-made SQL fix — is answered
-correctly, only more slowly, instead of from a stale text.
+A ready text is only used while it is current. It starts with a stamp of the row values
+it was made from — the two counts and the modalities — and ``Study.search_json_at`` holds
+the ``updated_at`` it was made at; a search uses it only if the row still has those
+values, checked by the database as it reads the page (``CURRENT_JSON_SQL``), and
+otherwise builds the result from the attributes. Every change that can alter a study's
+result moves one of them: ingest sets ``updated_at`` (latest-wins attributes come with
+it), deletion changes the counts. So a row written by something that does not know about
+``search_json`` — an older Archway process still running during an upgrade, a hand-made
+SQL fix — is answered correctly, only more slowly, instead of from a stale text.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
 from functools import lru_cache
 
 import orjson
@@ -106,9 +106,9 @@ def ready_json(
     )
 
 
-def stamp(updated_at: datetime, number_of_series: int, number_of_instances: int, modalities: str) -> str:
-    """What a ready text was made from (see the module docstring)."""
-    return f"{updated_at.isoformat()}|{number_of_series}|{number_of_instances}|{modalities}"
+def stamp(number_of_series: int, number_of_instances: int, modalities: str) -> str:
+    """What a ready text was made from, besides ``updated_at`` (see the module docstring)."""
+    return f"{number_of_series}|{number_of_instances}|{modalities}"
 
 
 def ready_text(
@@ -118,7 +118,6 @@ def ready_text(
     modalities: str,
     number_of_series: int,
     number_of_instances: int,
-    updated_at: datetime,
 ) -> str:
     """The value of ``Study.search_json``: the stamp, ``STAMP_END``, the ready result."""
     result = ready_json(
@@ -128,7 +127,7 @@ def ready_text(
         number_of_series=number_of_series,
         number_of_instances=number_of_instances,
     )
-    return stamp(updated_at, number_of_series, number_of_instances, modalities) + STAMP_END + result
+    return stamp(number_of_series, number_of_instances, modalities) + STAMP_END + result
 
 
 def ready_text_of(study) -> str:
@@ -139,21 +138,27 @@ def ready_text_of(study) -> str:
         modalities=study.modalities_in_study,
         number_of_series=study.number_of_series,
         number_of_instances=study.number_of_instances,
-        updated_at=study.updated_at,
     )
-
-
-def current_json(
-    search_json: str, updated_at: datetime, number_of_series: int, number_of_instances: int, modalities: str
-) -> str | None:
-    """The ready result in ``search_json`` if it was made from these row values, else None."""
-    made_from, separator, result = search_json.rpartition(STAMP_END)
-    if not separator or made_from != stamp(updated_at, number_of_series, number_of_instances, modalities):
-        return None
-    return result
 
 
 def join_ready(texts: Iterable[str], root: str) -> bytes:
     """A JSON array of ready texts with the root URL filled in: the body of a default search."""
     escaped_root = orjson.dumps(root).decode()[1:-1]
     return ("[" + ",".join(texts) + "]").replace(ROOT_MARK, escaped_root).encode()
+
+
+# The ready result of an ``archive_study`` row if it is current, else NULL: made at the
+# row's ``updated_at`` and stamped with its counts and modalities (the same text as
+# ``stamp``, built by the database; plain SQL that PostgreSQL and SQLite both run). Done
+# in the query so that a page never transfers, parses or checks timestamps in Python
+# (measured: 1 ms of a 100-result page's 2.2 ms of server time went to that).
+_STAMP_SQL = (
+    "CAST({t}.number_of_series AS TEXT) || '|' || CAST({t}.number_of_instances AS TEXT)"
+    " || '|' || {t}.modalities_in_study || %s"
+)
+CURRENT_JSON_SQL = (
+    "CASE WHEN {t}.search_json_at = {t}.updated_at"
+    " AND substr({t}.search_json, 1, length(" + _STAMP_SQL + ")) = (" + _STAMP_SQL + ")"
+    " THEN substr({t}.search_json, length(" + _STAMP_SQL + ") + 1) END"
+).format(t='"archive_study"')
+CURRENT_JSON_PARAMS = (STAMP_END, STAMP_END, STAMP_END)

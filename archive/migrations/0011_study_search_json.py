@@ -39,10 +39,10 @@ def fill(apps, schema_editor) -> None:
                 modalities=study.modalities_in_study,
                 number_of_series=study.number_of_series,
                 number_of_instances=study.number_of_instances,
-                updated_at=study.updated_at,
             )
+            study.search_json_at = study.updated_at
         with transaction.atomic():
-            Study.objects.bulk_update(batch, ["search_json"], batch_size=500)
+            Study.objects.bulk_update(batch, ["search_json", "search_json_at"], batch_size=500)
         last = batch[-1].pk
 
 
@@ -64,6 +64,11 @@ class Migration(migrations.Migration):
             model_name="study",
             name="search_json",
             field=models.TextField(blank=True, default=""),
+        ),
+        migrations.AddField(
+            model_name="study",
+            name="search_json_at",
+            field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.RunPython(fill, migrations.RunPython.noop, elidable=True),
     ]

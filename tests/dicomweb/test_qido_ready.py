@@ -108,30 +108,57 @@ def test_a_study_without_ready_text_is_answered_from_its_attributes(api) -> None
     assert expected[0]["0020000D"]["Value"] == [study_uid]
 
 
-def test_rows_changed_around_the_ready_text_are_answered_from_the_row(api) -> None:
+def stored_study(api, description: str = "Before") -> tuple[str, object]:
+    study_uid = new_uid()
+    parts = [to_part10(make_dataset(study_uid=study_uid, modality="CT", StudyDescription=description))]
+    assert stow(api, parts).status_code == 200
+    return study_uid, Study.objects.filter(study_uid=study_uid)
+
+
+def test_a_current_ready_text_is_what_a_default_search_sends(api) -> None:
+    """The stored text itself is sent (not rebuilt) while its stamp matches the row."""
+    study_uid, rows = stored_study(api, description="Stored")
+    marked = rows.get().search_json.replace('"Stored"', '"Sent as stored"')
+    rows.update(search_json=marked)  # same stamp, same search_json_at: still current
+
+    default, built = default_and_built(api, study_uid)
+
+    assert default["00081030"]["Value"] == ["Sent as stored"]
+    assert built["00081030"]["Value"] == ["Stored"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda study: {"number_of_instances": 5}, id="a recount (deletion)"),
+        pytest.param(lambda study: {"modalities_in_study": "CT\\MR"}, id="the modalities"),
+        pytest.param(
+            lambda study: {
+                "attributes": {**study.attributes, "00081030": {"vr": "LO", "Value": ["After"]}},
+                "updated_at": study.updated_at + dt.timedelta(seconds=1),
+            },
+            id="latest-wins attributes (ingest)",
+        ),
+    ],
+)
+def test_rows_changed_around_the_ready_text_are_answered_from_the_row(api, change) -> None:
     """What an older Archway process (during an upgrade) or a hand-made SQL fix would do:
     change the row without rewriting ``search_json``. The stale text must not be sent."""
-    study_uid = new_uid()
-    parts = [
-        to_part10(make_dataset(study_uid=study_uid, modality="CT", StudyDescription="Before"))
-        for _ in range(2)
-    ]
-    assert stow(api, parts).status_code == 200
-    rows = Study.objects.filter(study_uid=study_uid)
+    study_uid, rows = stored_study(api)
+    before, _ = default_and_built(api, study_uid)
+    changes = change(rows.get())
+    rows.update(**changes)
 
-    rows.update(number_of_instances=5, modalities_in_study="CT\\MR")  # a recount, as deletion does
     default, built = default_and_built(api, study_uid)
-    assert default == built
-    assert counts(default) == (["CT", "MR"], 2, 5)  # two series: make_dataset gives each its own
 
-    study = rows.get()  # latest-wins attributes come with a new updated_at, as ingest writes them
-    rows.update(
-        attributes={**study.attributes, "00081030": {"vr": "LO", "Value": ["After"]}},
-        updated_at=study.updated_at + dt.timedelta(seconds=1),
-    )
-    default, built = default_and_built(api, study_uid)
     assert default == built
-    assert default["00081030"]["Value"] == ["After"]
+    assert default != before
+    if "number_of_instances" in changes:
+        assert counts(default)[2] == 5
+    if "modalities_in_study" in changes:
+        assert counts(default)[0] == ["CT", "MR"]
+    if "attributes" in changes:
+        assert default["00081030"]["Value"] == ["After"]
 
 
 def test_ready_text_is_the_built_result_byte_for_byte() -> None:

@@ -203,7 +203,7 @@ def seed_batch(first: int, count: int, series_per_study: int, instances_per_seri
             )
         )
     for study in study_rows:  # bulk_create skips save(): the ready search result, as ingest writes it
-        study.search_json = ready_text_of(study)
+        study.search_json, study.search_json_at = ready_text_of(study), study.updated_at
     Study.objects.bulk_create(study_rows, batch_size=1000)
     words: list[PersonNameWord] = []
     for study in study_rows:
