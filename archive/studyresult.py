@@ -151,7 +151,8 @@ def join_ready(texts: Iterable[str], root: str) -> bytes:
 # row's ``updated_at`` and stamped with its counts and modalities (the same text as
 # ``stamp``, built by the database; plain SQL that PostgreSQL and SQLite both run). Done
 # in the query so that a page never transfers, parses or checks timestamps in Python
-# (measured: 1 ms of a 100-result page's 2.2 ms of server time went to that).
+# (measured in process at 200k studies: about 1 ms per page of 100, most of it psycopg
+# parsing the timestamps).
 _STAMP_SQL = (
     "CAST({t}.number_of_series AS TEXT) || '|' || CAST({t}.number_of_instances AS TEXT)"
     " || '|' || {t}.modalities_in_study || %s"
