@@ -65,7 +65,8 @@ def _attribute(name: str, target: Level, levels: tuple[Level, ...]) -> Attribute
     return attribute
 
 
-def _int(name: str, text: str, low: int, high: int | None) -> int:
+def whole_number(name: str, text: str, low: int, high: int | None) -> int:
+    """A paging parameter (``limit``, ``offset``): digits only, within bounds (QIDO and UPS)."""
     if not re.fullmatch(r"\d+", text or ""):
         raise QueryError(f"{name} must be a whole number, not {text!r}.")
     value = int(text)
@@ -143,10 +144,10 @@ def parse_search(
     fuzzy = fuzzy_text == "true"
     spec = QuerySpec(target=target, study_uid=study_uid, series_uid=series_uid)
     if "limit" in params:
-        spec.limit = _int("limit", params.get("limit"), 1, LIMIT_MAX)
+        spec.limit = whole_number("limit", params.get("limit"), 1, LIMIT_MAX)
     else:
         spec.limit = LIMIT_DEFAULT
-    spec.offset = _int("offset", params.get("offset"), 0, None) if "offset" in params else 0
+    spec.offset = whole_number("offset", params.get("offset"), 0, None) if "offset" in params else 0
     request = SearchRequest(spec=spec, fuzzy=fuzzy)
     seen: set[int] = set()
     for name in params:

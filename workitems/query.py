@@ -18,6 +18,7 @@ from pydicom.datadict import keyword_for_tag, tag_for_keyword
 from archive.query import has_wildcard, like_pattern  # also registers the dicom_ilike lookup
 from archive.uids import validate_uid
 from archive.values import normalize_name
+from dicomweb.queryparams import QueryError, whole_number  # one paging rule and error for QIDO and UPS
 from workitems.models import Workitem, WorkitemValue
 
 LIMIT_DEFAULT = 100
@@ -49,10 +50,6 @@ SEARCHABLE: dict[str, Searchable] = {
     )
 }
 VALUE_PATHS = [s.path for s in SEARCHABLE.values() if s.kind == "value"]
-
-
-class QueryError(ValueError):
-    """A query parameter Archway cannot accept (answered with 400)."""
 
 
 @dataclass(slots=True)
@@ -172,16 +169,6 @@ def match_q(searchable: Searchable, text: str, fuzzy: bool) -> Q:
     return Q(**{f"{searchable.column}__iexact": text})
 
 
-def _int(name: str, text: str, low: int, high: int | None) -> int:
-    if not re.fullmatch(r"\d+", text or ""):
-        raise QueryError(f"{name} must be a whole number, not {text!r}.")
-    value = int(text)
-    if value < low or (high is not None and value > high):
-        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise QueryError(f"{name} must be {bound}, not {value}.")
-    return value
-
-
 def parse(params, *, paging: bool = True) -> WorkitemQuery:
     """A QueryDict (or a plain dict of lists) → the query; QueryError names the bad parameter."""
     get = params.get
@@ -194,9 +181,9 @@ def parse(params, *, paging: bool = True) -> WorkitemQuery:
     query = WorkitemQuery()
     if paging:
         if "limit" in params:
-            query.limit = _int("limit", getlist("limit")[0], 1, LIMIT_MAX)
+            query.limit = whole_number("limit", getlist("limit")[0], 1, LIMIT_MAX)
         if "offset" in params:
-            query.offset = _int("offset", getlist("offset")[0], 0, None)
+            query.offset = whole_number("offset", getlist("offset")[0], 0, None)
     for name in params:
         if name.lower() in CONTROL_PARAMETERS:
             continue
