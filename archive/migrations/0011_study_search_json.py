@@ -13,7 +13,7 @@ BATCH = 2_000
 
 
 def fill(apps, schema_editor) -> None:
-    from archive.studyresult import ready_text
+    from archive.studyresult import ready_text_of  # reads only the row's fields
 
     Study = apps.get_model("archive", "Study")
     last = 0
@@ -33,14 +33,7 @@ def fill(apps, schema_editor) -> None:
         if not batch:
             return
         for study in batch:
-            study.search_json = ready_text(
-                study_uid=study.study_uid,
-                attributes=study.attributes,
-                modalities=study.modalities_in_study,
-                number_of_series=study.number_of_series,
-                number_of_instances=study.number_of_instances,
-            )
-            study.search_json_at = study.updated_at
+            study.search_json, study.search_json_at = ready_text_of(study), study.updated_at
         with transaction.atomic():
             Study.objects.bulk_update(batch, ["search_json", "search_json_at"], batch_size=500)
         last = batch[-1].pk
