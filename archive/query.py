@@ -30,7 +30,7 @@ from django.db.models import (
 )
 
 from archive.indexing import WORD_MAX, name_words
-from archive.models import Instance, PersonNameWord, Series, Study
+from archive.models import Instance, PersonNameWord, Series, Study, StudyNameKey
 from archive.values import normalize_name
 
 Level = Literal["study", "series", "instance"]
@@ -408,11 +408,17 @@ def combined_datetime_q(date_match: Match, time_match: Match, target: Level) -> 
     return q
 
 
+RESULT_ORDER = ("-updated_at", "-id")  # every level: newest first, the primary key breaking ties
+
+
 def search(spec: QuerySpec) -> QuerySet:
     """The ordered, unpaged queryset of ``spec.target`` rows matching ``spec``.
 
-    Newest first with the primary key as tie-breaker, so paging neither skips nor
-    repeats a match while nothing changes.
+    Newest first with the primary key as tie-breaker (``RESULT_ORDER``), so paging
+    neither skips nor repeats a match while nothing changes. A study search may be
+    ordered by an equal order that only makes sense with its own joins (a
+    ``StudyNameKey`` second first); a query choosing rows it already has by primary key
+    orders them by ``RESULT_ORDER``.
     """
     model = _MODELS[spec.target]
     queryset = model.objects.all()
@@ -427,18 +433,50 @@ def search(spec: QuerySpec) -> QuerySet:
     if date is not None and time is not None and date.kind == "range" and time.kind == "range":
         queryset = queryset.filter(combined_datetime_q(date, time, spec.target))
         matches = [m for m in matches if m not in (date, time)]
-    matches_first = False
+    keyed = matches_first = False
     for match in matches:
         words = _fuzzy_words(match.values[0]) if match.kind == "fuzzy" else []
-        if words and spec.target == "study" and connection.vendor == "postgresql":
-            # On the study rows themselves, read once; the order below keeps it that way.
-            queryset = queryset.filter(_fuzzy_study_q(match.attribute, words))
-            matches_first = True
-        else:
+        if not (words and spec.target == "study" and connection.vendor == "postgresql"):
             queryset = queryset.filter(_match_q(match, spec.target))
+            continue
+        # On the study rows themselves, read once.
+        key = None if keyed else name_key(words)
+        if key is not None:
+            queryset = queryset.filter(
+                name_keys__field=_NAME_KEY_FIELD[match.attribute.column], name_keys__key=key
+            )
+            keyed = True
+            if len(words) <= 2:
+                continue  # the key is the whole condition
+        queryset = queryset.filter(_fuzzy_study_q(match.attribute, words))
+        # One lexeme (``j``, ``mar``): the planner knows how many studies have it and
+        # walks the newest studies when most do; several: the intersection is its guess,
+        # so the fenced order below (see _MatchesFirst).
+        matches_first = matches_first or len(words) > 1
+    if keyed:
+        return queryset.order_by("-name_keys__second", *RESULT_ORDER)
     if matches_first:
         return queryset.order_by(_MatchesFirst("updated_at").desc(), "-id")
-    return queryset.order_by("-updated_at", "-id")
+    return queryset.order_by(*RESULT_ORDER)
+
+
+_NAME_KEY_FIELD = {
+    "patient_name_norm": StudyNameKey.PATIENT,
+    "referring_physician_name_norm": StudyNameKey.REFERRING,
+}
+
+
+def name_key(words: list[str]) -> str | None:
+    """The ``StudyNameKey`` key holding a fuzzy query's matches, when its words allow one.
+
+    Every word of exactly two letters: the first two words' pair (one word: with itself),
+    in code-point order as ``archway_name_keys`` (migration 0013) writes it. A third word
+    and beyond are checked on the study row. Otherwise None.
+    """
+    if not words or any(len(word) != 2 for word in words):
+        return None
+    first, second = sorted((words[0], words[1] if len(words) > 1 else words[0]))
+    return f"{first} {second}"
 
 
 # --- value parsing shared with dicomweb.queryparams --------------------------------------------------

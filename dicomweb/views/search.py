@@ -23,7 +23,7 @@ from rest_framework.exceptions import ParseError
 
 from archive import levels, studyresult
 from archive.models import Series, Study
-from archive.query import Level, search
+from archive.query import RESULT_ORDER, Level, search
 from archive.studyresult import join_ready
 from dicomweb import multipart
 from dicomweb.media import DICOM_JSON, DICOM_XML, JSON
@@ -139,7 +139,7 @@ def _ready_page(queryset, offset: int, limit: int) -> list[str] | None:
     page_ids = queryset.values("pk")[offset : offset + limit]
     texts = list(
         Study.objects.filter(pk__in=page_ids)
-        .order_by(*queryset.query.order_by)
+        .order_by(*RESULT_ORDER)
         .annotate(ready=RawSQL(studyresult.CURRENT_JSON_SQL, studyresult.CURRENT_JSON_PARAMS))
         .values_list("ready", flat=True)
     )
@@ -192,7 +192,7 @@ def _rows(queryset, target: Level, offset: int, limit: int) -> list[dict]:
     page_ids = queryset.values("pk")[offset : offset + limit]
     page = (
         queryset.model.objects.filter(pk__in=page_ids)
-        .order_by(*queryset.query.order_by)
+        .order_by(*RESULT_ORDER)
         .annotate(json_text=Cast(json_column, TextField()))
         .values(*columns, "json_text")
     )

@@ -5,11 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from urllib.parse import urlencode
 
+import orjson
 import pytest
 from django.db import connection
 from django.http import QueryDict
 from django.utils import timezone
 
+from archive import studyresult
 from archive.models import Patient, Series, Study
 from archive.query import like_pattern, search
 from archive.values import normalize_name
@@ -331,13 +333,24 @@ def test_postgresql_name_prefixes_are_every_prefix_of_every_word(name):
 
 
 @pytest.mark.real_services
-def test_postgresql_fuzzy_study_search_takes_the_matches_from_the_index(fuzzy_studies):
+@pytest.mark.parametrize(
+    "query, index",
+    [
+        ("zz", "archive_studynamekey_pkey"),  # two-letter words: the StudyNameKey rows
+        ("zz%20yy", "archive_studynamekey_pkey"),
+        ("zz%20yyy", "archive_study_pn_prefixes"),  # otherwise the GIN index
+        ("zzz%20yyy", "archive_study_pn_prefixes"),
+    ],
+)
+def test_postgresql_fuzzy_study_search_takes_the_matches_from_an_index(fuzzy_studies, query, index):
     """Never a newest-first walk filtering row by row (unbounded when few studies match)."""
     if connection.vendor != "postgresql":
         pytest.skip("PostgreSQL only")
     from dicomweb.views.search import _rows
 
-    queryset = search(parse_search(QueryDict("PatientName=zz&fuzzymatching=true&limit=2"), "study").spec)
+    queryset = search(
+        parse_search(QueryDict(f"PatientName={query}&fuzzymatching=true&limit=2"), "study").spec
+    )
     page_ids = queryset.values("pk")[:2]
     sql, params = page_ids.query.sql_with_params()
     with connection.cursor() as cursor:
@@ -348,6 +361,98 @@ def test_postgresql_fuzzy_study_search_takes_the_matches_from_the_index(fuzzy_st
         cursor.execute("SET LOCAL enable_seqscan = off")
         cursor.execute("EXPLAIN " + sql, params)
         plan = "\n".join(row[0] for row in cursor.fetchall())
-    assert "archive_study_pn_prefixes" in plan
+    assert index in plan
     assert "archive_study_recent" not in plan
     assert _rows(queryset, "study", 0, 2) == []
+
+
+def _name_key_rows(study: Study) -> set[tuple[str, str, int]]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT field, key, second FROM archive_studynamekey WHERE study_id = %s", [study.pk])
+        return set(cursor.fetchall())
+
+
+def _expected_name_keys(field: str, name: str, moment: dt.datetime) -> set[tuple[str, str, int]]:
+    """The rule in Python: every two words of two letters or more, their two-letter starts."""
+    from archive.indexing import name_words
+
+    starts = [word[:2] for word in name_words(normalize_name(name)) if len(word) >= 2]
+    second = int(moment.timestamp() // 1)
+    return {(field, " ".join(sorted((a, b))), second) for i, a in enumerate(starts) for b in starts[i:]}
+
+
+@pytest.mark.real_services
+@pytest.mark.parametrize("name", (*FUZZY_NAMES, "  Leading^^^Spaces  ", "Tab\tName", "J^Doe", "Ma^Ma^Mary"))
+def test_postgresql_name_keys_are_the_pairs_of_two_letter_starts(name):
+    """Migration 0013's triggers give a new study exactly the rows ``name_key`` looks up."""
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only (elsewhere fuzzy names use PersonNameWord)")
+    study = make_study(name, "PK", "2024-01-01", referring_physician_name_norm=normalize_name("Zed^" + name))
+    study.refresh_from_db()
+    assert _name_key_rows(study) == _expected_name_keys("P", name, study.updated_at) | _expected_name_keys(
+        "R", "Zed^" + name, study.updated_at
+    )
+
+
+@pytest.mark.real_services
+def test_postgresql_name_keys_follow_every_change_of_the_study():
+    """Whatever writes the study (ORM save, a bulk UPDATE, plain SQL), its rows follow:
+    a new second of ``updated_at`` moves them, a new name replaces them, a delete drops them."""
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only")
+    study = make_study("Doe^John", "PK1", "2024-01-01")
+    base = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+
+    Study.objects.filter(pk=study.pk).update(updated_at=base)
+    assert _name_key_rows(study) == _expected_name_keys("P", "Doe^John", base)
+    # The same second: nothing to move (the trigger does not even run).
+    Study.objects.filter(pk=study.pk).update(updated_at=base + dt.timedelta(microseconds=999_999))
+    assert _name_key_rows(study) == _expected_name_keys("P", "Doe^John", base)
+    with connection.cursor() as cursor:  # a hand-made fix in SQL, a second later
+        cursor.execute(
+            "UPDATE archive_study SET updated_at = %s WHERE id = %s",
+            [base + dt.timedelta(seconds=1), study.pk],
+        )
+    assert _name_key_rows(study) == _expected_name_keys("P", "Doe^John", base + dt.timedelta(seconds=1))
+
+    study.refresh_from_db()
+    study.patient_name = "Smith^Anna"
+    study.patient_name_norm = normalize_name(study.patient_name)
+    study.referring_physician_name_norm = normalize_name("Ray^Mo")
+    study.save()
+    study.refresh_from_db()
+    assert _name_key_rows(study) == _expected_name_keys(
+        "P", "Smith^Anna", study.updated_at
+    ) | _expected_name_keys("R", "Ray^Mo", study.updated_at)
+    assert [s.pk for s in _fuzzy("an sm")] == [study.pk]
+    assert _fuzzy("jo do") == []
+
+    Study.objects.filter(pk=study.pk).delete()
+    assert _name_key_rows(study) == set()
+
+
+@pytest.mark.real_services
+def test_postgresql_fuzzy_key_pages_are_newest_first_across_seconds():
+    """The key rows order by the second, the study row within it: pages of a keyed search
+    add up to the newest-first order, with updated_at values on both sides of second
+    boundaries and ties broken by primary key."""
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only")
+    from dicomweb.views.search import _ready_page, _rows
+
+    base = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    offsets_us = [999_999, 0, 1_000_000, 1_500_000, 999_998, 0, 2_000_001, 1_000_000, 500_000, 1_999_999]
+    studies = [make_study(f"Doe^John{n}", f"PS{n}", "2024-01-01") for n in range(len(offsets_us))]
+    make_study("Doe^Anna", "PS-other", "2024-01-01")
+    for study, offset in zip(studies, offsets_us, strict=True):
+        moment = base + dt.timedelta(microseconds=offset)  # the ready text stays current
+        Study.objects.filter(pk=study.pk).update(updated_at=moment, search_json_at=moment)
+    expected = [s.study_uid for s in _newest_first(Study.objects.filter(pk__in=[s.pk for s in studies]))]
+    queryset = search(parse_search(QueryDict("PatientName=jo%20do&fuzzymatching=true"), "study").spec)
+    assert "archive_studynamekey" in str(queryset.query)
+    pages = [[row["study_uid"] for row in _rows(queryset, "study", offset, 3)] for offset in range(0, 12, 3)]
+    assert [uid for page in pages for uid in page] == expected
+    assert [len(page) for page in pages] == [3, 3, 3, 1]
+    ready = [text for offset in range(0, 12, 4) for text in _ready_page(queryset, offset, 4)]
+    results = orjson.loads(studyresult.join_ready(ready, "http://archway"))
+    assert [result["0020000D"]["Value"][0] for result in results] == expected
