@@ -313,7 +313,7 @@ def _fuzzy_pn_q(attribute: Attribute, target: Level, value: str) -> Q:
     posting lists in the index), computed first as an array (an InitPlan). As a plain
     condition under ``ORDER BY updated_at DESC LIMIT n`` the planner may instead walk
     studies newest first checking row by row, which is unbounded when few studies match.
-    QIDO study searches use ``_fuzzy_study_q`` with a fenced order instead (see
+    QIDO study searches use ``StudyNameKey`` or ``_fuzzy_study_q`` instead (see
     ``search``). Elsewhere: one indexed prefix scan of ``PersonNameWord`` per query word
     (maintained by ``archive.indexing``), intersected. Either way never ``LIKE '%…'``
     over every name.
@@ -355,13 +355,14 @@ class _NamePrefixesMatch(Lookup):
 class _MatchesFirst(Func):
     """``updated_at + interval '0'``: the same order as ``updated_at``, but no index has it.
 
-    A QIDO study search with a fuzzy name condition on PostgreSQL sorts by this (then by
-    id): the planner cannot walk ``archive_study_recent`` newest first filtering row by
-    row (which is unbounded when few studies match), so it takes the matches from the
-    GIN index, reading each matching row once for its ``(updated_at, id)``, and keeps the
-    newest with a top-N sort. At 200k studies, "jo do" (368 matches), the whole page
-    query: 626 buffers, 1.8 ms; the ids-array form (which re-read every match by primary
-    key) with 0007's word index: 1,939 buffers, 5.7 ms.
+    A QIDO study search with a fuzzy name condition of several words on PostgreSQL that
+    ``StudyNameKey`` cannot answer (``joh do``) sorts by this (then by id): the planner
+    cannot walk ``archive_study_recent`` newest first filtering row by row (which is
+    unbounded when few studies match), so it takes the matches from the GIN index,
+    reading each matching row once for its ``(updated_at, id)``, and keeps the newest
+    with a top-N sort. At 200k studies, "jo do" (368 matches), the whole page query
+    (before 0013 answered it): 626 buffers, 1.8 ms; the ids-array form (which re-read
+    every match by primary key) with 0007's word index: 1,939 buffers, 5.7 ms.
     """
 
     template = "(%(expressions)s + interval '0')"
