@@ -76,7 +76,8 @@ def explain(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 QueryDict(urlencode(request["params"])), level, study_uid=study_uid, series_uid=series_uid
             )
             spec = search_request.spec
-            rows = search_view._rows(search_view.search(spec), level, spec.offset, spec.limit)
+            above = search_view.above_levels(level, study_uid, series_uid)
+            rows = search_view._rows(search_view.search(spec), level, spec.offset, spec.limit, above)
             view = search_view.SearchView()
             view.target = level
             view._results(rows, search_request, "http://bench", study_uid, series_uid)

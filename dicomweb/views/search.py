@@ -22,7 +22,7 @@ from django.http import HttpResponse
 from rest_framework.exceptions import ParseError
 
 from archive import levels, studyresult
-from archive.models import Series, Study
+from archive.models import Study
 from archive.query import RESULT_ORDER, Level, search
 from archive.studyresult import join_ready
 from dicomweb import multipart
@@ -179,22 +179,29 @@ def instance_result(instance: dict, root: str, wanted: frozenset[int], above: di
 JSON_COLUMN = {"study": "attributes", "series": "attributes", "instance": "metadata"}
 
 
-def _rows(queryset, target: Level, offset: int, limit: int) -> list[dict]:
+def _rows(queryset, target: Level, offset: int, limit: int, above: Iterable[Level] = ()) -> list[dict]:
     """One page of result rows, in the search's order.
 
     The page is chosen by primary key first and only its rows are read whole: the
     database evaluates the select list (the JSON-to-text cast) for every row it sorts or
     skips, so one query with OFFSET 1000 cast 1,100 documents to show 100 (measured on
     PostgreSQL at 20k studies: 9.2 ms for the page query, 1.8 ms this way).
+
+    ``above``: levels ("study", "series") whose attributes each row also carries, as JSON
+    text in ``<level>_json`` (``_attributes_above`` parses them once per parent). In the
+    same query rather than one more per level: a page of 100 series across studies at
+    20k studies, rows and study attributes in process, 6.4-7.0 ms against 7.8-11.4 ms.
     """
     json_column = JSON_COLUMN[target]
     columns = [column for column in COLUMNS[target] if column != json_column]
+    texts = {"json_text": Cast(json_column, TextField())}
+    texts.update({f"{level}_json": Cast(f"{level}__attributes", TextField()) for level in above})
     page_ids = queryset.values("pk")[offset : offset + limit]
     page = (
         queryset.model.objects.filter(pk__in=page_ids)
         .order_by(*RESULT_ORDER)
-        .annotate(json_text=Cast(json_column, TextField()))
-        .values(*columns, "json_text")
+        .annotate(**texts)
+        .values(*columns, *texts)
     )
     rows = list(page)
     for row in rows:
@@ -202,14 +209,28 @@ def _rows(queryset, target: Level, offset: int, limit: int) -> list[dict]:
     return rows
 
 
-def _attributes_by_id(model, ids: Iterable[int], wanted: frozenset[int]) -> dict[int, dict]:
-    """The ``wanted`` level attributes of each row in ``ids``: one query, each JSON parsed once."""
-    rows = (
-        model.objects.filter(pk__in=set(ids))
-        .annotate(json_text=Cast("attributes", TextField()))
-        .values_list("pk", "json_text")
-    )
-    return {pk: _pick(orjson.loads(text or "{}"), wanted) for pk, text in rows}
+def above_levels(target: Level, study_uid: str | None, series_uid: str | None) -> list[Level]:
+    """The levels whose attributes a result carries: those above the target, not in the path."""
+    levels_above: list[Level] = []
+    if target in ("series", "instance") and study_uid is None:
+        levels_above.append("study")
+    if target == "instance" and series_uid is None:
+        levels_above.append("series")
+    return levels_above
+
+
+def _attributes_above(rows: list[dict], level: Level, wanted: frozenset[int]) -> dict[int, dict]:
+    """The ``wanted`` attributes of each parent at ``level``, each JSON text parsed once.
+
+    Takes ``<level>_json`` out of every row (``_rows`` with ``above``).
+    """
+    parents: dict[int, dict] = {}
+    for row in rows:
+        text = row.pop(f"{level}_json")
+        parent = row[f"{level}_id"]
+        if parent not in parents:
+            parents[parent] = _pick(orjson.loads(text or "{}"), wanted)
+    return parents
 
 
 class SearchView(DicomWebView):
@@ -242,7 +263,9 @@ class SearchView(DicomWebView):
                     return HttpResponse(status=204)
                 response = HttpResponse(join_ready(texts, root), content_type=request.dicom_choice.media_type)
                 return _with_warnings(response, search_request.warnings)
-        rows = _rows(queryset, self.target, spec.offset, spec.limit)
+        rows = _rows(
+            queryset, self.target, spec.offset, spec.limit, above_levels(self.target, study_uid, series_uid)
+        )
         if not rows:
             return HttpResponse(status=204)
         results = self._results(rows, search_request, root, study_uid, series_uid)
@@ -253,20 +276,12 @@ class SearchView(DicomWebView):
             wanted = _wanted(search_request, levels.STUDY_DEFAULT_TAGS, levels.STUDY_TAGS)
             return [study_result(row, search_request, root, wanted) for row in rows]
         study_wanted = _wanted(search_request, levels.STUDY_DEFAULT_TAGS, levels.STUDY_TAGS)
-        studies = (
-            _attributes_by_id(Study, (row["study_id"] for row in rows), study_wanted)
-            if study_uid is None
-            else {}
-        )
+        studies = _attributes_above(rows, "study", study_wanted) if study_uid is None else {}
         if self.target == "series":
             wanted = _wanted(search_request, levels.SERIES_DEFAULT_TAGS, levels.SERIES_TAGS)
             return [series_result(row, root, wanted, studies.get(row["study_id"])) for row in rows]
         series_wanted = _wanted(search_request, levels.SERIES_DEFAULT_TAGS, levels.SERIES_TAGS)
-        series = (
-            _attributes_by_id(Series, (row["series_id"] for row in rows), series_wanted)
-            if series_uid is None
-            else {}
-        )
+        series = _attributes_above(rows, "series", series_wanted) if series_uid is None else {}
         wanted = _wanted(search_request, levels.INSTANCE_DEFAULT_TAGS, levels.INSTANCE_TAGS)
         return [
             instance_result(
